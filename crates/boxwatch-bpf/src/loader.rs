@@ -1,0 +1,363 @@
+//! Open → configure rodata → decide per hook → load → attach each hook, and
+//! the handles the daemon uses afterwards (maps, counters, ring buffer).
+//!
+//! Degradation policy: a hook whose tracepoint does not exist, or whose
+//! program the kernel refuses, is disabled and reported in [`Coverage`];
+//! only the core hooks (exec and exit: without them no process can be
+//! attributed) are fatal.
+
+use std::mem::MaybeUninit;
+use std::path::Path;
+use std::time::Duration;
+
+use boxwatch_abi::{drop_cause, kind};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
+
+use crate::skel::monitor::{MonitorSkel, MonitorSkelBuilder, OpenMonitorSkel};
+use crate::{Error, libbpf_log, tracefs};
+
+/// Programs without which the monitor refuses to start.
+const CORE_PROGRAMS: [&str; 2] = ["handle_exec", "handle_exit"];
+/// The raw_tp program that stands in for missing module/kexec tracepoints.
+const FALLBACK_PROGRAM: &str = "fallback_sys_enter";
+/// Tracepoints whose absence the fallback covers.
+const FALLBACK_FOR: [&str; 3] =
+    ["sys_enter_init_module", "sys_enter_finit_module", "sys_enter_delete_module"];
+
+/// Load-time knobs (become `const volatile` rodata in the BPF object).
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// This process: its own syscalls are never traced (writing alerts must not make events).
+    pub self_tgid: u32,
+    /// Filter in the kernel by the `cgroup_filter` map; false traces every task.
+    pub filter_cgroups: bool,
+    /// Kinds that still pass for processes in host cgroups.
+    pub host_kind_mask: u64,
+    /// Kinds that wake the consumer immediately instead of on the next poll.
+    pub urgent_kind_mask: u64,
+    /// Queued bytes at which the consumer is woken (batched wake-ups).
+    pub wakeup_bytes: u64,
+    /// Enable the raw_tp/sys_enter fallback when module tracepoints are missing.
+    pub syscall_fallback: bool,
+    /// Echo libbpf's own messages to stderr.
+    pub libbpf_verbose: bool,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            self_tgid: std::process::id(),
+            filter_cgroups: true,
+            host_kind_mask: kind::bit(kind::MODULE),
+            urgent_kind_mask: [
+                kind::MODULE,
+                kind::PTRACE,
+                kind::MOUNT,
+                kind::UNSHARE,
+                kind::SETNS,
+                kind::BPF,
+                kind::CAPSET,
+                kind::SETID,
+                kind::MEMFD,
+            ]
+            .iter()
+            .fold(0, |m, &k| m | kind::bit(k)),
+            wakeup_bytes: 256 * 1024,
+            syscall_fallback: true,
+            libbpf_verbose: false,
+        }
+    }
+}
+
+/// Whether one hook runs here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookStatus {
+    Attached,
+    /// Not running, with the reason (missing tracepoint, refused by the verifier, …).
+    Degraded(String),
+    /// Deliberately not loaded (e.g. the fallback when nothing needs it).
+    NotNeeded(String),
+}
+
+/// One BPF program and what became of it.
+#[derive(Debug, Clone)]
+pub struct HookReport {
+    pub program: String,
+    pub section: String,
+    pub core: bool,
+    pub status: HookStatus,
+}
+
+/// Which hooks run on this kernel.
+#[derive(Debug, Clone, Default)]
+pub struct Coverage {
+    pub hooks: Vec<HookReport>,
+}
+
+impl Coverage {
+    pub fn attached(&self) -> usize {
+        self.hooks.iter().filter(|h| h.status == HookStatus::Attached).count()
+    }
+    pub fn degraded(&self) -> impl Iterator<Item = &HookReport> {
+        self.hooks.iter().filter(|h| matches!(h.status, HookStatus::Degraded(_)))
+    }
+    pub fn is_attached(&self, program: &str) -> bool {
+        self.hooks.iter().any(|h| h.program == program && h.status == HookStatus::Attached)
+    }
+}
+
+/// The loaded and attached monitor.
+pub struct Monitor {
+    skel: MonitorSkel<'static>,
+    _links: Vec<Link>,
+    coverage: Coverage,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor").field("coverage", &self.coverage).finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the skeleton is Send + Sync (libbpf-cargo asserts it); the links are
+// only held to keep the programs attached and are never used concurrently.
+unsafe impl Sync for Monitor {}
+// SAFETY: as above; libbpf objects are not tied to the thread that created them.
+unsafe impl Send for Monitor {}
+
+/// A plan for one program, decided before load.
+struct Plan {
+    program: String,
+    section: String,
+    enabled: bool,
+    status: Option<HookStatus>,
+}
+
+fn open(cfg: &MonitorConfig) -> Result<OpenMonitorSkel<'static>, Error> {
+    // The skeleton borrows its object storage for its whole life; the monitor
+    // lives as long as the process, so the (small) storage is leaked.
+    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = MonitorSkelBuilder::default().open(storage).map_err(|source| Error::Open {
+        object: "monitor",
+        source,
+        log: libbpf_log::take(),
+    })?;
+    let ro = open.maps.rodata_data.as_deref_mut().ok_or(Error::NoRodata { object: "monitor" })?;
+    ro.self_tgid = cfg.self_tgid;
+    ro.filter_cgroups = u32::from(cfg.filter_cgroups);
+    ro.host_kind_mask = cfg.host_kind_mask;
+    ro.urgent_kind_mask = cfg.urgent_kind_mask;
+    ro.wakeup_bytes = cfg.wakeup_bytes;
+    Ok(open)
+}
+
+fn plan(open: &mut OpenMonitorSkel<'static>, cfg: &MonitorConfig, tracefs: &Path) -> Vec<Plan> {
+    let missing_tp = |name: &str| !tracefs::tracepoint_exists(tracefs, "syscalls", name);
+    let fallback_needed: Vec<&str> = FALLBACK_FOR.iter().copied().filter(|n| missing_tp(n)).collect();
+    let mut plans = Vec::new();
+    for prog in open.open_object_mut().progs_mut() {
+        let program = prog.name().to_string_lossy().into_owned();
+        let section = prog.section().to_string_lossy().into_owned();
+        let mut status = None;
+        if let Some(tp) = section.strip_prefix("tp/").or_else(|| section.strip_prefix("tracepoint/")) {
+            let (cat, name) = tp.split_once('/').unwrap_or((tp, ""));
+            if !tracefs::tracepoint_exists(tracefs, cat, name) {
+                status = Some(HookStatus::Degraded(format!(
+                    "tracepoint {cat}/{name} does not exist on this kernel"
+                )));
+            }
+        }
+        if program == FALLBACK_PROGRAM {
+            status = if fallback_needed.is_empty() {
+                Some(HookStatus::NotNeeded("module syscall tracepoints exist".into()))
+            } else if !cfg.syscall_fallback {
+                Some(HookStatus::Degraded(format!(
+                    "fallback disabled by configuration; {} not observed",
+                    fallback_needed.join(", ")
+                )))
+            } else {
+                None
+            };
+        }
+        plans.push(Plan { program, section, enabled: status.is_none(), status });
+    }
+    plans
+}
+
+fn apply(open: &mut OpenMonitorSkel<'static>, plans: &[Plan]) {
+    for mut prog in open.open_object_mut().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        let enabled = plans.iter().find(|p| p.program == name).is_some_and(|p| p.enabled);
+        prog.set_autoload(enabled);
+    }
+}
+
+impl Monitor {
+    /// Load and attach the monitor, degrading per hook. Fails only if the
+    /// object cannot load at all or a core hook cannot run.
+    pub fn load(cfg: &MonitorConfig) -> Result<Monitor, Error> {
+        libbpf_log::install(cfg.libbpf_verbose);
+        let tracefs = tracefs::ensure()?;
+        let mut open_skel = open(cfg)?;
+        let mut plans = plan(&mut open_skel, cfg, &tracefs);
+        apply(&mut open_skel, &plans);
+        let skel = match open_skel.load() {
+            Ok(skel) => skel,
+            Err(_) => {
+                // Find which optional programs the kernel refuses: try each
+                // alone beside the core programs, then load the survivors.
+                let _ = libbpf_log::take();
+                let candidates: Vec<String> = plans
+                    .iter()
+                    .filter(|p| p.enabled && !CORE_PROGRAMS.contains(&p.program.as_str()))
+                    .map(|p| p.program.clone())
+                    .collect();
+                for name in candidates {
+                    let trial: Vec<Plan> = plans
+                        .iter()
+                        .map(|p| Plan {
+                            program: p.program.clone(),
+                            section: p.section.clone(),
+                            enabled: CORE_PROGRAMS.contains(&p.program.as_str()) || p.program == name,
+                            status: None,
+                        })
+                        .collect();
+                    let mut o = open(cfg)?;
+                    apply(&mut o, &trial);
+                    if let Err(e) = o.load() {
+                        let log = libbpf_log::take();
+                        if let Some(p) = plans.iter_mut().find(|p| p.program == name) {
+                            p.enabled = false;
+                            p.status = Some(HookStatus::Degraded(format!("refused by the kernel: {e}{log}")));
+                        }
+                    }
+                }
+                let mut o = open(cfg)?;
+                apply(&mut o, &plans);
+                o.load().map_err(|source| Error::Load {
+                    object: "monitor",
+                    source,
+                    log: libbpf_log::take(),
+                })?
+            }
+        };
+        let mut links = Vec::new();
+        for prog in skel.object().progs_mut() {
+            let name = prog.name().to_string_lossy().into_owned();
+            let Some(p) = plans.iter_mut().find(|p| p.program == name) else { continue };
+            if !p.enabled {
+                continue;
+            }
+            match prog.attach() {
+                Ok(link) => {
+                    links.push(link);
+                    p.status = Some(HookStatus::Attached);
+                }
+                Err(e) => {
+                    p.status =
+                        Some(HookStatus::Degraded(format!("attach failed: {e}{}", libbpf_log::take())));
+                }
+            }
+        }
+        let coverage = Coverage {
+            hooks: plans
+                .into_iter()
+                .map(|p| HookReport {
+                    core: CORE_PROGRAMS.contains(&p.program.as_str()),
+                    status: p.status.unwrap_or_else(|| HookStatus::Degraded("not loaded".into())),
+                    program: p.program,
+                    section: p.section,
+                })
+                .collect(),
+        };
+        if let Some(h) = coverage.hooks.iter().find(|h| h.core && h.status != HookStatus::Attached) {
+            let reason = match &h.status {
+                HookStatus::Degraded(r) | HookStatus::NotNeeded(r) => r.clone(),
+                HookStatus::Attached => unreachable!("filtered above"),
+            };
+            return Err(Error::CoreHook { program: h.program.clone(), section: h.section.clone(), reason });
+        }
+        Ok(Monitor { skel, _links: links, coverage })
+    }
+
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
+    }
+
+    /// Classify a cgroup for the in-kernel filter (`boxwatch_abi::cgroup_class`).
+    pub fn set_cgroup_class(&self, cgroup_id: u64, class: u8) -> Result<(), Error> {
+        self.skel
+            .maps
+            .cgroup_filter
+            .update(&cgroup_id.to_ne_bytes(), &[class], MapFlags::ANY)
+            .map_err(|source| Error::Map { map: "cgroup_filter", op: "update", source })
+    }
+
+    /// Forget a removed cgroup.
+    pub fn forget_cgroup(&self, cgroup_id: u64) {
+        // Absent already is fine: the cgroup may never have been classified.
+        let _ = self.skel.maps.cgroup_filter.delete(&cgroup_id.to_ne_bytes());
+    }
+
+    fn percpu_sum(map: &dyn MapCore, idx: u32) -> u64 {
+        match map.lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY) {
+            Ok(Some(per_cpu)) => per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                .map(u64::from_ne_bytes)
+                .sum(),
+            _ => 0,
+        }
+    }
+
+    /// Kernel-side drop counters, indexed by `boxwatch_abi::drop_cause`.
+    pub fn kernel_drops(&self) -> [u64; drop_cause::MAX as usize] {
+        std::array::from_fn(|i| Self::percpu_sum(&self.skel.maps.drops, i as u32))
+    }
+
+    /// Records emitted by the kernel, indexed by kind.
+    pub fn kernel_emitted(&self) -> Vec<u64> {
+        (0..kind::MAX).map(|k| Self::percpu_sum(&self.skel.maps.emitted, k)).collect()
+    }
+
+    /// A reader of the ring buffer that hands every record to `on_record`.
+    /// The callback must not block or panic (a panic would cross libbpf's C frame).
+    pub fn reader<'a, F>(&'a self, mut on_record: F) -> Result<RingReader<'a>, Error>
+    where
+        F: FnMut(&[u8]) + 'a,
+    {
+        let mut b = RingBufferBuilder::new();
+        b.add(&self.skel.maps.rb, move |data: &[u8]| {
+            on_record(data);
+            0
+        })
+        .map_err(Error::RingBuf)?;
+        Ok(RingReader { rb: b.build().map_err(Error::RingBuf)? })
+    }
+}
+
+/// Polls the ring buffer. Wake-ups are batched in the kernel, so every poll
+/// also drains what is queued: the poll timeout is the latency bound.
+pub struct RingReader<'a> {
+    rb: RingBuffer<'a>,
+}
+
+impl std::fmt::Debug for RingReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RingReader")
+    }
+}
+
+impl RingReader<'_> {
+    /// Wait up to `timeout` for a wake-up, then consume everything queued.
+    pub fn poll(&self, timeout: Duration) -> Result<(), Error> {
+        // EINTR (a signal) is not an error for a poll loop.
+        if let Err(e) = self.rb.poll(timeout)
+            && e.kind() != libbpf_rs::ErrorKind::Interrupted
+        {
+            return Err(Error::RingBuf(e));
+        }
+        self.rb.consume().map_err(Error::RingBuf)
+    }
+}

@@ -1,0 +1,85 @@
+//! `boxwatch check`: is this machine ready, and what will the monitor see?
+
+use boxwatch_bpf::probe::{self, MIN_KERNEL};
+use boxwatch_bpf::{HookStatus, Monitor, MonitorConfig};
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "ok  " } else { "FAIL" }
+}
+
+/// Print the report; returns whether the monitor can run here.
+pub fn run(verbose: bool) -> bool {
+    let r = probe::run();
+    println!("boxwatch check");
+    println!(
+        "  [{}] kernel {} (need >= {}.{})",
+        mark(r.kernel_ok()),
+        r.kernel_release,
+        MIN_KERNEL.0,
+        MIN_KERNEL.1
+    );
+    println!("  [{}] BTF at /sys/kernel/btf/vmlinux (CO-RE)", mark(r.btf));
+    match &r.tracefs {
+        Ok(p) => println!("  [ok  ] tracefs at {}", p.display()),
+        Err(e) => println!("  [FAIL] tracefs: {e}"),
+    }
+    match &r.cgroup2 {
+        Some(p) => println!("  [ok  ] cgroup v2 at {} (container identity)", p.display()),
+        None => println!("  [FAIL] no cgroup v2 mount: containers cannot be identified"),
+    }
+    if r.missing_caps.is_empty() {
+        println!("  [ok  ] privileges: euid {} with CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN", r.euid);
+    } else {
+        println!("  [FAIL] privileges: euid {} lacks {} (run as root)", r.euid, r.missing_caps.join(", "));
+    }
+    println!("  attach types (loaded and attached for real):");
+    for a in &r.attach {
+        match &a.result {
+            Ok(()) => println!("    [ok  ] {}", a.kind),
+            Err(e) => {
+                let first = e.lines().next().unwrap_or(e);
+                println!("    [no  ] {:<16} {first}", a.kind);
+                println!("           without it: {}", a.without_it);
+            }
+        }
+    }
+    let mut ready = r.ready();
+    if r.missing_caps.is_empty() {
+        match Monitor::load(&MonitorConfig { libbpf_verbose: verbose, ..MonitorConfig::default() }) {
+            Ok(m) => {
+                let cov = m.coverage();
+                println!("  monitor hooks: {} attached, {} degraded", cov.attached(), cov.degraded().count());
+                for h in &cov.hooks {
+                    match &h.status {
+                        HookStatus::Attached => {
+                            if verbose {
+                                println!("    [ok  ] {:<24} {}", h.program, h.section)
+                            }
+                        }
+                        HookStatus::Degraded(why) => println!(
+                            "    [no  ] {:<24} {} — {}",
+                            h.program,
+                            h.section,
+                            why.lines().next().unwrap_or("")
+                        ),
+                        HookStatus::NotNeeded(why) => {
+                            println!("    [--  ] {:<24} {} — {why}", h.program, h.section)
+                        }
+                    }
+                }
+                if cov.is_attached("fallback_sys_enter") {
+                    println!(
+                        "    note: module/kexec syscalls are observed through raw_tp/sys_enter, which runs on every \
+                         syscall (disable with `run --no-syscall-fallback`)"
+                    );
+                }
+            }
+            Err(e) => {
+                println!("  [FAIL] monitor: {e:#}");
+                ready = false;
+            }
+        }
+    }
+    println!("{}", if ready { "ready: boxwatch can run here" } else { "NOT READY: see FAIL lines above" });
+    ready
+}

@@ -1,0 +1,359 @@
+//! `boxwatch run`: the data path from ring buffer to outputs.
+//!
+//! Two threads. The reader polls the ring buffer, decodes each record and
+//! `try_send`s it into a bounded queue: it never blocks, and a full queue or
+//! an undecodable record is counted, never fatal. The processor (this
+//! thread) classifies cgroups, keeps the container table and the in-kernel
+//! filter in step, runs detections and writes outputs. On SIGINT/SIGTERM the
+//! reader drains the ring buffer once more and closes the queue; the
+//! processor finishes everything queued before exiting, so nothing accepted
+//! is lost on a clean shutdown.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use boxwatch_abi::{cgroup_class, drop_cause, flags, kind};
+use boxwatch_bpf::{HookStatus, Monitor, MonitorConfig};
+use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, Learned, decode};
+use boxwatch_rules::{Context as DetectContext, detect};
+
+use crate::cgroups;
+use crate::cli::RunArgs;
+use crate::clock::{WallClock, hostname, monotonic_ns};
+use crate::output::Sinks;
+
+/// Userspace counters shared by the reader and the processor.
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    decode_errors: AtomicU64,
+    queue_full: AtomicU64,
+}
+
+/// Parse `--host-events` names into a kind mask.
+pub fn kind_mask(names: &[String]) -> Result<u64> {
+    let mut mask = 0;
+    for n in names.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let k = match n {
+            "exec" => kind::EXEC,
+            "fork" => kind::FORK,
+            "exit" => kind::EXIT,
+            "open" => kind::OPEN,
+            "connect" => kind::CONNECT,
+            "setid" | "setuid" => kind::SETID,
+            "capset" => kind::CAPSET,
+            "ptrace" => kind::PTRACE,
+            "mount" => kind::MOUNT,
+            "unshare" => kind::UNSHARE,
+            "setns" => kind::SETNS,
+            "module" => kind::MODULE,
+            "bpf" => kind::BPF,
+            "memfd" => kind::MEMFD,
+            "none" => continue,
+            other => bail!(
+                "--host-events: unknown event kind {other:?} (known: exec, fork, exit, open, connect, setid, \
+                 capset, ptrace, mount, unshare, setns, module, bpf, memfd, none)"
+            ),
+        };
+        mask |= kind::bit(k);
+    }
+    Ok(mask)
+}
+
+/// The processor's state.
+struct Processor<'m> {
+    monitor: &'m Monitor,
+    cgroup_root: PathBuf,
+    table: ContainerTable,
+    /// Executable per live process (tgid), from its exec.
+    exe: HashMap<u32, String>,
+    /// cgroup ids searched for and not found (avoid rescanning for each event).
+    unresolved: HashSet<u64>,
+    sinks: Sinks,
+    clock: WallClock,
+    hostname: String,
+    all_processes: bool,
+    host_mask: u64,
+    events_out: u64,
+    alerts_out: u64,
+    map_errors: u64,
+}
+
+impl Processor<'_> {
+    /// Tell the table and the in-kernel filter about a cgroup.
+    fn learn(&mut self, id: u64, path: &str, wall_ns: u64) -> Learned {
+        let learned = self.table.learn(id, path);
+        let class =
+            if matches!(learned, Learned::Host) { cgroup_class::HOST } else { cgroup_class::CONTAINER };
+        if self.monitor.set_cgroup_class(id, class).is_err() {
+            self.map_errors += 1;
+        }
+        if let Learned::NewContainer(c) = &learned {
+            self.sinks.container(wall_ns, "started", c);
+        }
+        learned
+    }
+
+    /// An event from a cgroup we have not classified: look for it on disk.
+    fn resolve(&mut self, id: u64, wall_ns: u64) {
+        if self.unresolved.contains(&id) {
+            return;
+        }
+        if let Ok(all) = cgroups::scan(&self.cgroup_root) {
+            for (cid, path) in all {
+                if self.table.lookup(cid).is_none() {
+                    self.learn(cid, &path, wall_ns);
+                }
+            }
+        }
+        if self.table.lookup(id).is_none() {
+            self.unresolved.insert(id);
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        let wall_ns = self.clock.wall_ns(ev.ktime_ns);
+        match &ev.detail {
+            Detail::CgroupMkdir { id, path, .. } => {
+                self.unresolved.remove(id);
+                self.learn(*id, path, wall_ns);
+                return;
+            }
+            Detail::CgroupRmdir { id, .. } => {
+                self.monitor.forget_cgroup(*id);
+                if let Some(c) = self.table.forget(*id) {
+                    self.sinks.container(wall_ns, "exited", &c);
+                }
+                return;
+            }
+            _ => {}
+        }
+        if ev.flags & flags::CGROUP_UNKNOWN != 0 && self.table.lookup(ev.cgroup_id).is_none() {
+            self.resolve(ev.cgroup_id, wall_ns);
+        }
+        let container: Option<Arc<ContainerRef>> = self.table.lookup(ev.cgroup_id).flatten().cloned();
+        if let Detail::Exec { filename, .. } = &ev.detail {
+            self.exe.insert(ev.process.pid, filename.clone());
+        }
+        let is_exit = matches!(ev.detail, Detail::Exit { .. });
+        let kind_bit = kind_bit_of(&ev.detail);
+        let wanted = container.is_some() || self.all_processes || self.host_mask & kind_bit != 0;
+        if wanted {
+            let ctx = DetectContext {
+                container: container.as_deref(),
+                exe: self.exe.get(&ev.process.pid).map(String::as_str),
+                wall_ns,
+                hostname: &self.hostname,
+            };
+            let alerts = detect(&ev, &ctx);
+            self.sinks.event(wall_ns, &ev, container.as_deref());
+            self.events_out += 1;
+            for a in &alerts {
+                self.sinks.alert(a);
+                self.alerts_out += 1;
+            }
+        }
+        if is_exit {
+            self.exe.remove(&ev.process.pid);
+        }
+    }
+}
+
+fn kind_bit_of(d: &Detail) -> u64 {
+    kind::bit(match d {
+        Detail::Exec { .. } => kind::EXEC,
+        Detail::Fork { .. } => kind::FORK,
+        Detail::Exit { .. } => kind::EXIT,
+        Detail::Open { .. } => kind::OPEN,
+        Detail::Chmod { .. } => kind::CHMOD,
+        Detail::Chown { .. } => kind::CHOWN,
+        Detail::Unlink { .. } => kind::UNLINK,
+        Detail::Rename { .. } => kind::RENAME,
+        Detail::Link { .. } => kind::LINK,
+        Detail::Symlink { .. } => kind::SYMLINK,
+        Detail::Memfd { .. } => kind::MEMFD,
+        Detail::Connect { .. } => kind::CONNECT,
+        Detail::Socket { .. } => kind::SOCKET,
+        Detail::Bind { .. } => kind::BIND,
+        Detail::Listen { .. } => kind::LISTEN,
+        Detail::Accept { .. } => kind::ACCEPT,
+        Detail::Sendto { .. } => kind::SENDTO,
+        Detail::SetId { .. } => kind::SETID,
+        Detail::Capset { .. } => kind::CAPSET,
+        Detail::Ptrace { .. } => kind::PTRACE,
+        Detail::Mount { .. } => kind::MOUNT,
+        Detail::Umount { .. } => kind::UMOUNT,
+        Detail::Unshare { .. } => kind::UNSHARE,
+        Detail::Setns { .. } => kind::SETNS,
+        Detail::Module { .. } => kind::MODULE,
+        Detail::Bpf { .. } => kind::BPF,
+        Detail::CgroupMkdir { .. } => kind::CGROUP_MKDIR,
+        Detail::CgroupRmdir { .. } => kind::CGROUP_RMDIR,
+    })
+}
+
+fn stats_line(monitor: &Monitor, c: &Counters, p: &Processor<'_>) -> String {
+    let kd = monitor.kernel_drops();
+    let emitted: u64 = monitor.kernel_emitted().iter().sum();
+    let mut s = format!(
+        "boxwatch: stats kernel_emitted={emitted} received={} events_out={} alerts={} containers={} cgroups={} drops:",
+        c.received.load(Ordering::Relaxed),
+        p.events_out,
+        p.alerts_out,
+        p.table.containers().count(),
+        p.table.cgroup_count(),
+    );
+    for (i, n) in kd.iter().enumerate() {
+        s.push_str(&format!(" {}={n}", drop_cause::NAMES[i]));
+    }
+    s.push_str(&format!(
+        " userspace_queue_full={} decode_errors={} output_write_errors={} filter_map_errors={}",
+        c.queue_full.load(Ordering::Relaxed),
+        c.decode_errors.load(Ordering::Relaxed),
+        p.sinks.stats.write_errors,
+        p.map_errors,
+    ));
+    s
+}
+
+pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
+    let host_mask = kind_mask(&args.host_events)?;
+    let cfg = MonitorConfig {
+        filter_cgroups: !args.all_processes,
+        host_kind_mask: host_mask,
+        syscall_fallback: !args.no_syscall_fallback,
+        libbpf_verbose: verbose,
+        ..MonitorConfig::default()
+    };
+    let cgroup_root = cgroups::cgroup2_root()?;
+    let sinks = Sinks::open(&args)?;
+    let t0 = Instant::now();
+    let monitor = Monitor::load(&cfg).context("load the BPF monitor (try `boxwatch check`)")?;
+    let load_ms = t0.elapsed().as_millis();
+
+    let mut p = Processor {
+        monitor: &monitor,
+        cgroup_root: cgroup_root.clone(),
+        table: ContainerTable::new(),
+        exe: HashMap::new(),
+        unresolved: HashSet::new(),
+        sinks,
+        clock: WallClock::new(),
+        hostname: hostname(),
+        all_processes: args.all_processes,
+        host_mask,
+        events_out: 0,
+        alerts_out: 0,
+        map_errors: 0,
+    };
+    // Seed from the cgroup tree: containers that exist before start are
+    // classified before the first event is read.
+    let now = p.clock.wall_ns(monotonic_ns());
+    for (id, path) in cgroups::scan(&cgroup_root)? {
+        p.learn(id, &path, now);
+    }
+    p.sinks.flush();
+
+    let cov = monitor.coverage();
+    let degraded: Vec<String> = cov
+        .degraded()
+        .map(|h| match &h.status {
+            HookStatus::Degraded(r) => format!("{} ({})", h.program, r.lines().next().unwrap_or("")),
+            _ => h.program.clone(),
+        })
+        .collect();
+    eprintln!(
+        "boxwatch: ready: {} hooks attached, {} degraded{}; {} containers, {} cgroups; loaded in {load_ms} ms; logs in {}",
+        cov.attached(),
+        degraded.len(),
+        if degraded.is_empty() { String::new() } else { format!(" [{}]", degraded.join("; ")) },
+        p.table.containers().count(),
+        p.table.cgroup_count(),
+        args.log_dir.display(),
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("install signal handler")?;
+    }
+    let counters = Counters::default();
+    let (tx, rx) = sync_channel::<Event>(args.queue as usize);
+    let latency = Duration::from_millis(args.latency_ms);
+    let deadline = (args.duration > 0).then(|| Instant::now() + Duration::from_secs(args.duration));
+    let stats_every = (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval));
+
+    std::thread::scope(|s| -> Result<()> {
+        let reader_stop = Arc::clone(&stop);
+        let counters = &counters;
+        let monitor = &monitor;
+        let reader = s.spawn(move || -> Result<()> {
+            let rb = monitor.reader(|data| {
+                counters.received.fetch_add(1, Ordering::Relaxed);
+                match decode(data) {
+                    Ok(ev) => {
+                        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(ev) {
+                            counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => {
+                        counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })?;
+            while !reader_stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+                rb.poll(latency)?;
+            }
+            rb.poll(Duration::ZERO)?; // final drain; dropping rb closes the queue
+            Ok(())
+        });
+
+        let mut last_flush = Instant::now();
+        let mut last_stats = Instant::now();
+        loop {
+            match rx.recv_timeout(latency) {
+                Ok(ev) => {
+                    p.handle(ev);
+                    if last_flush.elapsed() >= latency {
+                        p.sinks.flush();
+                        last_flush = Instant::now();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    p.sinks.flush();
+                    last_flush = Instant::now();
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if let Some(every) = stats_every
+                && last_stats.elapsed() >= every
+            {
+                eprintln!("{}", stats_line(monitor, counters, &p));
+                p.clock.resync();
+                last_stats = Instant::now();
+            }
+        }
+        p.sinks.flush();
+        reader.join().map_err(|_| anyhow::anyhow!("ring-buffer reader thread panicked"))??;
+        Ok(())
+    })?;
+    eprintln!("{}", stats_line(&monitor, &counters, &p));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kind_mask;
+
+    #[test]
+    fn host_event_names() {
+        assert_eq!(kind_mask(&["module".into()]).unwrap(), 1 << 25);
+        assert_eq!(kind_mask(&["none".into()]).unwrap(), 0);
+        let err = kind_mask(&["bogus".into()]).unwrap_err().to_string();
+        assert!(err.contains("bogus") && err.contains("known:"), "{err}");
+    }
+}

@@ -1,0 +1,216 @@
+//! Outputs: stdout (human lines or JSON lines) and the log directory
+//! (`alerts.jsonl`, `events.jsonl`). Alerts are Falco-shaped JSON; events
+//! carry `"type": "event"`, container lifecycle records `"type": "container"`.
+//!
+//! A failing output never stops the daemon: failures are counted.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{BufWriter, IsTerminal, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use boxwatch_model::{ContainerRef, Detail, Event};
+use boxwatch_rules::time::rfc3339_ns;
+use boxwatch_rules::{Alert, Priority};
+use serde::Serialize;
+
+use crate::cli::{OutputFormat, RunArgs, StdoutContent};
+
+#[derive(Serialize)]
+struct EventLine<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    time: String,
+    container: Option<&'a ContainerRef>,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+#[derive(Serialize)]
+struct ContainerLine<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    time: String,
+    action: &'a str,
+    container: &'a ContainerRef,
+}
+
+/// Output failure counters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OutputStats {
+    pub write_errors: u64,
+}
+
+pub struct Sinks {
+    format: Option<(bool, StdoutContent)>, // (human, content)
+    color: bool,
+    stdout: BufWriter<std::io::Stdout>,
+    stdout_broken: bool,
+    events: Option<BufWriter<File>>,
+    alerts: BufWriter<File>,
+    pub stats: OutputStats,
+}
+
+fn open_log(dir: &Path, name: &str) -> Result<BufWriter<File>> {
+    let path = dir.join(name);
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(&path)
+        .with_context(|| format!("open log file {}", path.display()))?;
+    Ok(BufWriter::with_capacity(64 * 1024, f))
+}
+
+impl Sinks {
+    pub fn open(args: &RunArgs) -> Result<Sinks> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(&args.log_dir)
+            .with_context(|| format!("create log directory {}", args.log_dir.display()))?;
+        let tty = std::io::stdout().is_terminal();
+        let human = match args.output {
+            OutputFormat::Auto => tty,
+            OutputFormat::Human => true,
+            OutputFormat::Json => false,
+        };
+        Ok(Sinks {
+            format: (args.stdout != StdoutContent::None).then_some((human, args.stdout)),
+            color: human && tty,
+            stdout: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+            stdout_broken: false,
+            events: if args.no_event_log { None } else { Some(open_log(&args.log_dir, "events.jsonl")?) },
+            alerts: open_log(&args.log_dir, "alerts.jsonl")?,
+            stats: OutputStats::default(),
+        })
+    }
+
+    fn write_stdout(&mut self, line: &str) {
+        if self.stdout_broken {
+            return;
+        }
+        if self.stdout.write_all(line.as_bytes()).and_then(|_| self.stdout.write_all(b"\n")).is_err() {
+            self.stdout_broken = true;
+            self.stats.write_errors += 1;
+        }
+    }
+
+    pub fn event(&mut self, wall_ns: u64, ev: &Event, container: Option<&ContainerRef>) {
+        let need_json = self.events.is_some() || matches!(self.format, Some((false, StdoutContent::All)));
+        let json = need_json.then(|| {
+            serde_json::to_string(&EventLine { ty: "event", time: rfc3339_ns(wall_ns), container, event: ev })
+                .unwrap_or_default()
+        });
+        if let (Some(w), Some(j)) = (self.events.as_mut(), json.as_ref())
+            && writeln!(w, "{j}").is_err()
+        {
+            self.stats.write_errors += 1;
+        }
+        match self.format {
+            Some((false, StdoutContent::All)) => {
+                if let Some(j) = json {
+                    self.write_stdout(&j)
+                }
+            }
+            Some((true, StdoutContent::All)) => {
+                let line = human_event(wall_ns, ev, container);
+                self.write_stdout(&line)
+            }
+            _ => {}
+        }
+    }
+
+    pub fn container(&mut self, wall_ns: u64, action: &str, c: &ContainerRef) {
+        let j = serde_json::to_string(&ContainerLine {
+            ty: "container",
+            time: rfc3339_ns(wall_ns),
+            action,
+            container: c,
+        })
+        .unwrap_or_default();
+        if let Some(w) = self.events.as_mut()
+            && writeln!(w, "{j}").is_err()
+        {
+            self.stats.write_errors += 1;
+        }
+        match self.format {
+            Some((false, StdoutContent::All)) => self.write_stdout(&j),
+            Some((true, StdoutContent::All)) => {
+                let line = format!(
+                    "{} CONTAINER {action} {} runtime={} cgroup={}",
+                    &rfc3339_ns(wall_ns)[11..23],
+                    c.short_id(),
+                    c.runtime,
+                    c.cgroup_root
+                );
+                self.write_stdout(&line)
+            }
+            _ => {}
+        }
+    }
+
+    pub fn alert(&mut self, a: &Alert) {
+        let j = serde_json::to_string(a).unwrap_or_default();
+        if writeln!(self.alerts, "{j}").and_then(|_| self.alerts.flush()).is_err() {
+            self.stats.write_errors += 1;
+        }
+        match self.format {
+            Some((false, _)) => self.write_stdout(&j),
+            Some((true, _)) => {
+                let (on, off) = match (self.color, a.priority) {
+                    (false, _) => ("", ""),
+                    (true, p) if p <= Priority::Error => ("\x1b[1;31m", "\x1b[0m"),
+                    (true, Priority::Warning) => ("\x1b[1;33m", "\x1b[0m"),
+                    (true, _) => ("\x1b[1;36m", "\x1b[0m"),
+                };
+                let line = format!("{on}ALERT {:?} [{}]{off} {}", a.priority, a.rule, a.output);
+                self.write_stdout(&line);
+                // Alerts must be seen promptly even when events are batched.
+                let _ = self.stdout.flush();
+            }
+            None => {}
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if !self.stdout_broken && self.stdout.flush().is_err() {
+            self.stdout_broken = true;
+            self.stats.write_errors += 1;
+        }
+        if let Some(w) = self.events.as_mut()
+            && w.flush().is_err()
+        {
+            self.stats.write_errors += 1;
+        }
+        if self.alerts.flush().is_err() {
+            self.stats.write_errors += 1;
+        }
+    }
+}
+
+fn human_event(wall_ns: u64, ev: &Event, c: Option<&ContainerRef>) -> String {
+    let p = &ev.process;
+    let what = match &ev.detail {
+        Detail::Exec { filename, argv, .. } => format!("{filename} argv={argv:?}"),
+        Detail::Open { path, flags, .. } => format!("{path} flags={flags:#o}"),
+        Detail::Connect { addr, .. } | Detail::Bind { addr, .. } | Detail::Sendto { addr, .. } => {
+            addr.as_ref().map_or_else(|| "-".into(), ToString::to_string)
+        }
+        Detail::Exit { code, signal } => format!("code={code} signal={signal}"),
+        Detail::Fork { child_pid, .. } => format!("child={child_pid}"),
+        d => serde_json::to_string(d).unwrap_or_default(),
+    };
+    let ret = ev.ret.map(|r| format!(" ret={r}")).unwrap_or_default();
+    format!(
+        "{} {:<12} {:<10} pid={} ppid={} uid={} comm={} {what}{ret}",
+        &rfc3339_ns(wall_ns)[11..23],
+        c.map_or("host", |c| c.short_id()),
+        ev.name(),
+        p.pid,
+        p.ppid,
+        p.uid,
+        p.comm
+    )
+}
