@@ -121,7 +121,7 @@ mod libc_consts {
 
 /// What happened, per kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Detail {
     Exec { filename: String, argv: Vec<String>, truncated: bool },
     Fork { child_pid: u32, child_start_ns: u64 },
@@ -200,7 +200,8 @@ pub struct Event {
     /// Syscall return value; `None` when emitted at entry or not a syscall.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ret: Option<i64>,
-    /// `boxwatch_abi::flags` bits.
+    /// `boxwatch_abi::flags` bits (host, truncated or faulted strings…).
+    #[serde(rename = "record_flags")]
     pub flags: u32,
     #[serde(flatten)]
     pub detail: Detail,

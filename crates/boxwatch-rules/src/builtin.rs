@@ -16,6 +16,8 @@ pub struct Context<'a> {
     pub container: Option<&'a ContainerRef>,
     /// Executable of the process, if known (from its exec).
     pub exe: Option<&'a str>,
+    /// Command line of the process, if known (from its exec).
+    pub cmdline: Option<&'a str>,
     /// Wall-clock time of the event, Unix ns.
     pub wall_ns: u64,
     pub hostname: &'a str,
@@ -118,7 +120,7 @@ fn alert(
     };
     let cmdline = match &ev.detail {
         Detail::Exec { argv, .. } => argv.join(" "),
-        _ => p.comm.clone(),
+        _ => ctx.cmdline.map_or_else(|| p.comm.clone(), str::to_string),
     };
     let mut f: BTreeMap<&'static str, Value> = BTreeMap::new();
     f.insert("container.id", json!(c.short_id()));

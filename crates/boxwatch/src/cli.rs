@@ -75,7 +75,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub latency_ms: u64,
     /// Capacity of the queue between the ring-buffer reader and processing.
-    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u64).range(64..=16_777_216))]
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(64..=16_777_216))]
     pub queue: u64,
     /// Do not enable the raw_tp/sys_enter fallback for missing module tracepoints
     /// (saves ~70 ns on every syscall, loses module-load attempts on such kernels).

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use boxwatch_abi::{cgroup_class, drop_cause, flags, kind};
-use boxwatch_bpf::{HookStatus, Monitor, MonitorConfig};
+use boxwatch_bpf::{Monitor, MonitorConfig};
 use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, Learned, decode};
 use boxwatch_rules::{Context as DetectContext, detect};
 
@@ -70,8 +70,8 @@ struct Processor<'m> {
     monitor: &'m Monitor,
     cgroup_root: PathBuf,
     table: ContainerTable,
-    /// Executable per live process (tgid), from its exec.
-    exe: HashMap<u32, String>,
+    /// (executable, command line) per live process (tgid), from its exec.
+    exe: HashMap<u32, (String, String)>,
     /// cgroup ids searched for and not found (avoid rescanning for each event).
     unresolved: HashSet<u64>,
     sinks: Sinks,
@@ -137,8 +137,17 @@ impl Processor<'_> {
             self.resolve(ev.cgroup_id, wall_ns);
         }
         let container: Option<Arc<ContainerRef>> = self.table.lookup(ev.cgroup_id).flatten().cloned();
-        if let Detail::Exec { filename, .. } = &ev.detail {
-            self.exe.insert(ev.process.pid, filename.clone());
+        match &ev.detail {
+            Detail::Exec { filename, argv, .. } => {
+                self.exe.insert(ev.process.pid, (filename.clone(), argv.join(" ")));
+            }
+            // A child runs its parent's image until it execs.
+            Detail::Fork { child_pid, .. } => {
+                if let Some(parent) = self.exe.get(&ev.process.pid).cloned() {
+                    self.exe.insert(*child_pid, parent);
+                }
+            }
+            _ => {}
         }
         let is_exit = matches!(ev.detail, Detail::Exit { .. });
         let kind_bit = kind_bit_of(&ev.detail);
@@ -146,7 +155,8 @@ impl Processor<'_> {
         if wanted {
             let ctx = DetectContext {
                 container: container.as_deref(),
-                exe: self.exe.get(&ev.process.pid).map(String::as_str),
+                exe: self.exe.get(&ev.process.pid).map(|(e, _)| e.as_str()),
+                cmdline: self.exe.get(&ev.process.pid).map(|(_, c)| c.as_str()),
                 wall_ns,
                 hostname: &self.hostname,
             };
@@ -260,18 +270,22 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
     p.sinks.flush();
 
     let cov = monitor.coverage();
-    let degraded: Vec<String> = cov
-        .degraded()
-        .map(|h| match &h.status {
-            HookStatus::Degraded(r) => format!("{} ({})", h.program, r.lines().next().unwrap_or("")),
-            _ => h.program.clone(),
-        })
-        .collect();
+    let degraded: Vec<&str> = cov.degraded().map(|h| h.program.as_str()).collect();
+    let fallback = if cov.is_attached("fallback_sys_enter") {
+        "; module/kexec syscalls observed through the raw_tp/sys_enter fallback"
+    } else {
+        ""
+    };
     eprintln!(
-        "boxwatch: ready: {} hooks attached, {} degraded{}; {} containers, {} cgroups; loaded in {load_ms} ms; logs in {}",
+        "boxwatch: ready: {} hooks attached, {} degraded{}{fallback}; {} containers, {} cgroups; loaded in {load_ms} ms; \
+         logs in {}",
         cov.attached(),
         degraded.len(),
-        if degraded.is_empty() { String::new() } else { format!(" [{}]", degraded.join("; ")) },
+        if degraded.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}] (reasons: boxwatch check)", degraded.join(", "))
+        },
         p.table.containers().count(),
         p.table.cgroup_count(),
         args.log_dir.display(),

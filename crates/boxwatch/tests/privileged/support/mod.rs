@@ -24,10 +24,12 @@
 
 mod cgroups;
 mod containerd;
+mod daemon;
 mod process;
 
 pub use cgroups::{cgroup_hierarchies, cgroup2_mount};
 pub use containerd::{Container, Containerd, DEFAULT_NAMESPACE, IMAGE_NAME, STATE_BASE};
+pub use daemon::Daemon;
 pub use process::RunOutput;
 
 use std::io::Read;

@@ -1,0 +1,146 @@
+//! Runs the real `boxwatch run` binary (JSON lines on stdout) and collects
+//! what it prints, so tests assert on exactly what users get.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `boxwatch run` daemon and the JSON lines it printed so far.
+pub struct Daemon {
+    child: Option<Child>,
+    lines: Arc<Mutex<Vec<Value>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    pub log_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Start `boxwatch run --output json` with `extra` args; returns once it printed "ready".
+    pub fn start(extra: &[&str]) -> Daemon {
+        assert!(
+            // SAFETY: geteuid has no preconditions.
+            unsafe { libc::geteuid() } == 0,
+            "privileged tests need root (they load BPF programs): run scripts/test.sh as root"
+        );
+        let log_dir = std::env::temp_dir().join(format!("boxwatch-test-{}", super::random_hex(6)));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_boxwatch"))
+            .args(["run", "--output", "json", "--log-dir"])
+            .arg(&log_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn boxwatch run");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("stdout");
+        let l2 = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("boxwatch printed a line that is not JSON ({e}): {line}"));
+                l2.lock().unwrap().push(v);
+            }
+        });
+        let err = child.stderr.take().expect("stderr");
+        let e2 = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                e2.lock().unwrap().push(line);
+            }
+        });
+        let d = Daemon { child: Some(child), lines, stderr, log_dir };
+        let t0 = Instant::now();
+        while !d.stderr_text().contains("boxwatch: ready") {
+            if let Some(st) = d.child.as_ref().and_then(|_| None::<()>) {
+                let _ = st;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "boxwatch did not become ready:\n{}",
+                d.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// All JSON lines so far.
+    pub fn lines(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Event lines (`"type": "event"`) whose container id is `id`.
+    pub fn container_events(&self, id: &str) -> Vec<Value> {
+        self.lines().into_iter().filter(|v| v["type"] == "event" && v["container"]["id"] == id).collect()
+    }
+
+    /// Alert lines (Falco shape) for container `id`.
+    pub fn container_alerts(&self, id: &str) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|v| v.get("rule").is_some() && v["output_fields"]["boxwatch.container.full_id"] == id)
+            .collect()
+    }
+
+    /// Wait until a line matching `pred` appears; panics with context after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let t0 = Instant::now();
+        loop {
+            if let Some(v) = self.lines().into_iter().find(|v| pred(v)) {
+                return v;
+            }
+            if t0.elapsed() > timeout {
+                let lines = self.lines();
+                let tail: Vec<String> = lines.iter().rev().take(40).rev().map(|v| v.to_string()).collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; {} lines seen, last ones:\n{}\nstderr:\n{}",
+                    lines.len(),
+                    tail.join("\n"),
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, wait, and return the final stats line from stderr.
+    pub fn stop(mut self) -> String {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let st = c.wait().expect("wait for boxwatch");
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(st.success(), "boxwatch exited with {st}:\n{}", self.stderr_text());
+        }
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|l| l.contains("boxwatch: stats"))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.log_dir);
+    }
+}

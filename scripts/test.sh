@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run every boxwatch test on this machine, as root:
+#   formatting and lints, unit and fixture tests (no root needed), the
+#   privileged integration tests (real BPF programs watching real containers
+#   started through a private containerd + runc), and a quick benchmark run.
+# Installs what it needs first (build deps, containerd, runc) on Debian/Ubuntu.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: the privileged tests load BPF programs and start containers: run as root" >&2
+    exit 1
+fi
+bash scripts/install-deps.sh --test
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== cargo test (unit, fixtures, privileged integration)"
+cargo test --locked --workspace
+echo "== boxwatch check"
+target/debug/boxwatch check
+echo "== boxwatch bench (quick mode: proves the command runs; numbers are not asserted)"
+target/debug/boxwatch bench --iterations 20000 --rounds 1
