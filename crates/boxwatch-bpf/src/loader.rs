@@ -38,6 +38,10 @@ pub struct MonitorConfig {
     pub urgent_kind_mask: u64,
     /// Queued bytes at which the consumer is woken (batched wake-ups).
     pub wakeup_bytes: u64,
+    /// Size of the ring buffer in bytes (power of two, multiple of the page size).
+    /// It is mapped into the daemon, so it counts in its RSS (twice: the data
+    /// pages are mapped twice for wrap-around).
+    pub ringbuf_bytes: u32,
     /// Enable the raw_tp/sys_enter fallback when module tracepoints are missing.
     pub syscall_fallback: bool,
     /// Echo libbpf's own messages to stderr.
@@ -64,6 +68,7 @@ impl Default for MonitorConfig {
             .iter()
             .fold(0, |m, &k| m | kind::bit(k)),
             wakeup_bytes: 256 * 1024,
+            ringbuf_bytes: 2 * 1024 * 1024,
             syscall_fallback: true,
             libbpf_verbose: false,
         }
@@ -110,9 +115,39 @@ impl Coverage {
 /// The loaded and attached monitor.
 pub struct Monitor {
     skel: MonitorSkel<'static>,
-    _links: Vec<Link>,
+    links: Vec<Link>,
     coverage: Coverage,
 }
+
+/// Detaching a tracepoint link waits for an RCU grace period (~75 ms here),
+/// so closing 90 links one after another takes ~7 s. Closing them from
+/// parallel threads lets the waits overlap.
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let links = std::mem::take(&mut self.links);
+        let per_thread = links.len().div_ceil(32).max(1);
+        let mut chunks: Vec<Vec<SendLink>> = Vec::new();
+        for (i, l) in links.into_iter().enumerate() {
+            if i % per_thread == 0 {
+                chunks.push(Vec::new());
+            }
+            if let Some(c) = chunks.last_mut() {
+                c.push(SendLink(l));
+            }
+        }
+        std::thread::scope(|s| {
+            for chunk in chunks {
+                s.spawn(move || drop(chunk));
+            }
+        });
+    }
+}
+
+/// A link handed to another thread only to be dropped there.
+struct SendLink(#[allow(dead_code)] Link);
+// SAFETY: a libbpf link is a heap object with an fd; destroying it from another
+// thread is fine as long as nothing else uses it, and nothing does: it is moved.
+unsafe impl Send for SendLink {}
 
 impl std::fmt::Debug for Monitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -143,12 +178,17 @@ fn open(cfg: &MonitorConfig) -> Result<OpenMonitorSkel<'static>, Error> {
         source,
         log: libbpf_log::take(),
     })?;
+    open.maps.rb.set_max_entries(cfg.ringbuf_bytes).map_err(|source| Error::Map {
+        map: "rb",
+        op: "set_max_entries",
+        source,
+    })?;
     let ro = open.maps.rodata_data.as_deref_mut().ok_or(Error::NoRodata { object: "monitor" })?;
     ro.self_tgid = cfg.self_tgid;
     ro.filter_cgroups = u32::from(cfg.filter_cgroups);
     ro.host_kind_mask = cfg.host_kind_mask;
     ro.urgent_kind_mask = cfg.urgent_kind_mask;
-    ro.wakeup_bytes = cfg.wakeup_bytes;
+    ro.wakeup_bytes = cfg.wakeup_bytes.min(u64::from(cfg.ringbuf_bytes) / 4);
     Ok(open)
 }
 
@@ -278,7 +318,7 @@ impl Monitor {
             };
             return Err(Error::CoreHook { program: h.program.clone(), section: h.section.clone(), reason });
         }
-        Ok(Monitor { skel, _links: links, coverage })
+        Ok(Monitor { skel, links, coverage })
     }
 
     pub fn coverage(&self) -> &Coverage {

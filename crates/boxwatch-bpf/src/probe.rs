@@ -52,7 +52,7 @@ const PROBES: [(&str, &str, &str); 7] = [
     (
         "probe_fentry",
         "fentry",
-        "none today: boxwatch uses tracepoints; fentry would cut ~30% of per-hook cost",
+        "none today: every boxwatch hook is a tracepoint (fentry would only be an optimisation)",
     ),
     (
         "probe_lsm",
@@ -141,7 +141,9 @@ pub fn run() -> ProbeReport {
     let tracefs = if privileged {
         tracefs::ensure().map_err(|e| e.to_string())
     } else {
-        tracefs::find().ok_or_else(|| "not mounted (and mounting needs root)".to_string())
+        tracefs::find().ok_or_else(|| {
+            "not mounted, or not readable by this user (mounting and reading need root)".to_string()
+        })
     };
     let attach = PROBES
         .iter()

@@ -62,6 +62,8 @@ fn run_worker(cgroup: &Path, iterations: u64) -> Result<f64> {
 struct Daemon {
     child: Child,
     log_dir: PathBuf,
+    /// The stderr drain thread; yields the daemon's last stats line.
+    stats: std::thread::JoinHandle<String>,
 }
 
 impl Daemon {
@@ -87,14 +89,10 @@ impl Daemon {
             }
         }
         // Keep draining stderr so the daemon never blocks on it; keep the last stats line.
-        std::thread::spawn(move || {
-            let mut last = String::new();
-            for l in lines.map_while(Result::ok) {
-                last = l;
-            }
-            let _ = std::fs::write(std::env::temp_dir().join("boxwatch-bench-last-stats"), last);
+        let stats = std::thread::spawn(move || {
+            lines.map_while(Result::ok).filter(|l| l.contains("boxwatch: stats")).last().unwrap_or_default()
         });
-        Ok(Daemon { child, log_dir: log_dir.to_path_buf() })
+        Ok(Daemon { child, log_dir: log_dir.to_path_buf(), stats })
     }
 
     /// (VmRSS, VmHWM) in KiB.
@@ -109,12 +107,13 @@ impl Daemon {
         (get("VmRSS:"), get("VmHWM:"))
     }
 
-    fn stop(mut self) -> Result<()> {
+    /// SIGTERM, wait; returns the daemon's final stats line.
+    fn stop(mut self) -> Result<String> {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let st = self.child.wait()?;
         ensure!(st.success(), "daemon exited with {st} (logs in {})", self.log_dir.display());
-        Ok(())
+        Ok(self.stats.join().unwrap_or_default())
     }
 }
 
@@ -175,6 +174,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut base = vec![Vec::new(); cases.len()];
     let mut mon = vec![Vec::new(); cases.len()];
     let (mut rss, mut hwm) = (0, 0);
+    let mut final_stats = String::new();
     eprintln!(
         "boxwatch bench: {} rounds x {} openat+close per case (interleaved: no monitor / monitor)",
         args.rounds, args.iterations
@@ -191,14 +191,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let (r, h) = d.rss_kib();
         rss = rss.max(r);
         hwm = hwm.max(h);
-        d.stop()?;
+        final_stats = d.stop()?;
         eprintln!("  round {}: done", round + 1);
     }
     drop(guard);
     let _ = std::fs::remove_dir_all(&log_dir);
-    std::thread::sleep(Duration::from_millis(100));
-    let final_stats =
-        std::fs::read_to_string(std::env::temp_dir().join("boxwatch-bench-last-stats")).unwrap_or_default();
     let mut results = Vec::new();
     for (i, (name, _)) in cases.iter().enumerate() {
         let b = median(&mut base[i].clone());

@@ -77,6 +77,10 @@ pub struct RunArgs {
     /// Capacity of the queue between the ring-buffer reader and processing.
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(64..=16_777_216))]
     pub queue: u64,
+    /// Kernel ring-buffer size in MiB (a power of two). Larger absorbs longer
+    /// bursts without drops; it is mapped into the daemon and counts twice in its RSS.
+    #[arg(long, default_value_t = 2, value_parser = parse_ringbuf_mib)]
+    pub ringbuf_mib: u32,
     /// Do not enable the raw_tp/sys_enter fallback for missing module tracepoints
     /// (saves ~70 ns on every syscall, loses module-load attempts on such kernels).
     #[arg(long)]
@@ -109,4 +113,12 @@ pub struct BenchWorkerArgs {
     pub cgroup: PathBuf,
     #[arg(long)]
     pub iterations: u64,
+}
+
+fn parse_ringbuf_mib(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if !(1..=1024).contains(&n) || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two between 1 and 1024"));
+    }
+    Ok(n)
 }

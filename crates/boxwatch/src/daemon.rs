@@ -237,6 +237,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         filter_cgroups: !args.all_processes,
         host_kind_mask: host_mask,
         syscall_fallback: !args.no_syscall_fallback,
+        ringbuf_bytes: args.ringbuf_mib * 1024 * 1024,
         libbpf_verbose: verbose,
         ..MonitorConfig::default()
     };
@@ -245,6 +246,10 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
     let t0 = Instant::now();
     let monitor = Monitor::load(&cfg).context("load the BPF monitor (try `boxwatch check`)")?;
     let load_ms = t0.elapsed().as_millis();
+    // Loading parsed the kernel's BTF (several MB) for CO-RE; libbpf has freed it,
+    // hand the pages back to the system instead of keeping them in the heap.
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
 
     let mut p = Processor {
         monitor: &monitor,

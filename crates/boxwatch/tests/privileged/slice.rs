@@ -36,3 +36,29 @@ fn shadow_read_and_etc_write_in_container_raise_alerts() {
     let stats = d.stop();
     assert!(stats.contains("kernel_ringbuf_full=0") && stats.contains("userspace_queue_full=0"), "{stats}");
 }
+
+#[test]
+fn check_reports_this_kernel_and_refuses_unprivileged() {
+    let bin = env!("CARGO_BIN_EXE_boxwatch");
+    let out = std::process::Command::new(bin).arg("check").output().expect("run boxwatch check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "check as root must report ready:\n{text}");
+    assert!(text.contains("[ok  ] tracepoint"), "{text}");
+    // This kernel refuses fentry and LSM programs and has no kprobes: check must say so.
+    for kind in ["fentry", "lsm", "kprobe"] {
+        assert!(
+            text.lines().any(|l| l.contains("[no  ]") && l.contains(kind)),
+            "{kind} not reported:\n{text}"
+        );
+    }
+    assert!(text.contains("ready: boxwatch can run here"), "{text}");
+
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", bin, "check"])
+        .output()
+        .expect("run boxwatch check unprivileged (setpriv from util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "unprivileged check must exit 1:\n{text}");
+    assert!(text.contains("lacks CAP_SYS_ADMIN"), "{text}");
+    assert!(text.contains("NOT READY"), "{text}");
+}
