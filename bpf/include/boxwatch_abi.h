@@ -42,7 +42,7 @@
 #define BW_EV_ACCEPT 16       /* str0=raw peer sockaddr (when asked for) */
 #define BW_EV_SENDTO 17       /* str0=raw destination sockaddr */
 #define BW_EV_SETID 18        /* op=BW_OP_SET*; args as the syscall */
-#define BW_EV_CAPSET 19       /* aux = 2 x struct __user_cap_data_struct */
+#define BW_EV_CAPSET 19       /* aux = 2 x struct __user_cap_data_struct; args[2]=target pid */
 #define BW_EV_PTRACE 20       /* args: request, pid, addr, data */
 #define BW_EV_MOUNT 21        /* str0=source, str1=target, aux=fstype; args[3]=flags */
 #define BW_EV_UMOUNT 22       /* str0=target; args[1]=flags */
@@ -107,8 +107,7 @@
 /* Indexes of the per-CPU drop counter array `drops`. */
 #define BW_DROP_RINGBUF_FULL 0 /* bpf_ringbuf_reserve failed: event lost */
 #define BW_DROP_INFLIGHT_FULL 1 /* syscall-entry state map full: event lost */
-#define BW_DROP_ENTER_MISSING 2 /* exit seen, entry state gone (evicted): event lost */
-#define BW_DROP_MAX 3
+#define BW_DROP_MAX 2
 
 /* Common header of every ring-buffer record (104 bytes). */
 struct bw_event_header {
@@ -162,6 +161,8 @@ struct bw_inflight {
 	__u64 args[6];
 	__u32 kind;
 	__u32 op;
+	__u32 flags; /* BW_F_* classification decided at entry */
+	__u32 _pad;
 };
 
 #ifdef __BPF__

@@ -301,18 +301,28 @@ int handle_cgroup_rmdir(struct trace_event_raw_cgroup *ctx)
 
 /* ---- syscalls: entry half ---------------------------------------------- */
 
+/* Store a syscall's entry state for its exit half. */
+static __always_inline int stash(struct bw_inflight *in)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	if (bpf_map_update_elem(&inflight, &tid, in, BPF_ANY))
+		count(&drops, BW_DROP_INFLIGHT_FULL);
+	return 0;
+}
+
 /* Copies only the `nargs` arguments the syscall has: reading past the end
  * of the tracepoint record makes the attach fail with EACCES
  * (max_ctx_offset > record size). `nargs` is a constant at every call. */
 static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u32 kind, __u32 op,
 				     const int nargs)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct bw_inflight in = {};
+	int cls = should_trace(kind, bpf_get_current_cgroup_id());
 
-	if (should_trace(kind, cgid) < 0)
+	if (cls < 0)
 		return 0;
+	in.flags = cls;
 	in.kind = kind;
 	in.op = op;
 	/* No loop: the verifier refuses a modified ctx pointer. */
@@ -327,9 +337,7 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u3
 		in.args[4] = ctx->args[4];
 	if (nargs > 5)
 		in.args[5] = ctx->args[5];
-	if (bpf_map_update_elem(&inflight, &tid, &in, BPF_ANY))
-		count(&drops, BW_DROP_INFLIGHT_FULL);
-	return 0;
+	return stash(&in);
 }
 
 /* ns inode behind a file descriptor of the current task (setns). */
@@ -350,19 +358,17 @@ static __always_inline __u64 fd_inode(int fd)
 SEC("tp/syscalls/sys_enter_setns")
 int enter_setns(struct trace_event_raw_sys_enter *ctx)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct bw_inflight in = {};
+	int cls = should_trace(BW_EV_SETNS, bpf_get_current_cgroup_id());
 
-	if (should_trace(BW_EV_SETNS, cgid) < 0)
+	if (cls < 0)
 		return 0;
+	in.flags = cls;
 	in.kind = BW_EV_SETNS;
 	in.args[0] = ctx->args[0];
 	in.args[1] = ctx->args[1];
 	in.args[2] = fd_inode((int)ctx->args[0]);
-	if (bpf_map_update_elem(&inflight, &tid, &in, BPF_ANY))
-		count(&drops, BW_DROP_INFLIGHT_FULL);
-	return 0;
+	return stash(&in);
 }
 
 /* ---- syscalls: exit half ----------------------------------------------- */
@@ -509,6 +515,13 @@ static __always_inline void decorate(struct bw_syscall_event *e, struct bw_infli
 		/* struct __user_cap_data_struct[2]: effective, permitted, inheritable (u32 each) */
 		if (in->args[1] && !bpf_probe_read_user(e->aux, 24, (void *)in->args[1]))
 			e->str_len[2] = 24;
+		/* struct __user_cap_header_struct { u32 version; int pid; }: target pid (0 = self) */
+		if (in->args[0]) {
+			__s32 pid = 0;
+
+			bpf_probe_read_user(&pid, sizeof(pid), (void *)(in->args[0] + 4));
+			e->args[2] = (__u32)pid;
+		}
 		break;
 	case BW_EV_OPEN:
 		if (in->op == BW_OP_OPENAT2 && in->args[2]) {
@@ -541,20 +554,10 @@ static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!in)
 		return 0;
 	cgid = bpf_get_current_cgroup_id();
-	e = reserve_syscall(in->kind, 0, cgid);
+	e = reserve_syscall(in->kind, in->flags, cgid);
 	if (!e) {
 		bpf_map_delete_elem(&inflight, &tid);
 		return 0;
-	}
-	{
-		__u8 *cls = bpf_map_lookup_elem(&cgroup_filter, &cgid);
-
-		if (!filter_cgroups)
-			;
-		else if (!cls)
-			e->hdr.flags |= BW_F_CGROUP_UNKNOWN;
-		else if (*cls == BW_CG_HOST)
-			e->hdr.flags |= BW_F_HOST;
 	}
 	e->ret = ctx->ret;
 	e->op = in->op;

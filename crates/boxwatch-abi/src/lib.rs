@@ -119,11 +119,9 @@ pub mod cgroup_class {
 pub mod drop_cause {
     pub const RINGBUF_FULL: u32 = 0;
     pub const INFLIGHT_FULL: u32 = 1;
-    pub const ENTER_MISSING: u32 = 2;
-    pub const MAX: u32 = 3;
+    pub const MAX: u32 = 2;
     /// Names used in metrics and logs, indexed by cause.
-    pub const NAMES: [&str; MAX as usize] =
-        ["kernel_ringbuf_full", "kernel_inflight_full", "kernel_enter_missing"];
+    pub const NAMES: [&str; MAX as usize] = ["kernel_ringbuf_full", "kernel_inflight_full"];
 }
 
 /// `struct bw_event_header`: common header of every record.
@@ -190,12 +188,15 @@ pub struct Inflight {
     pub args: [u64; 6],
     pub kind: u32,
     pub op: u32,
+    /// `flags` classification decided at entry.
+    pub flags: u32,
+    pub _pad: u32,
 }
 
 const _: () = assert!(size_of::<EventHeader>() == 104);
 const _: () = assert!(size_of::<SyscallEvent>() == 752);
 const _: () = assert!(size_of::<ExecEvent>() == 1400);
-const _: () = assert!(size_of::<Inflight>() == 56);
+const _: () = assert!(size_of::<Inflight>() == 64);
 const _: () = assert!(offset_of!(EventHeader, cgroup_id) == 48);
 const _: () = assert!(offset_of!(EventHeader, comm) == 88);
 const _: () = assert!(offset_of!(SyscallEvent, ret) == 104);

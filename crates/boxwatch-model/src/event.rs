@@ -417,7 +417,7 @@ fn detail(e: &abi::SyscallEvent) -> Result<Detail, DecodeError> {
             };
             let have = e.str_len[2] >= 24;
             let pair = |lo: usize| if have { w(lo) | (w(lo + 3) << 32) } else { 0 };
-            Detail::Capset { pid: 0, effective: pair(0), permitted: pair(1), inheritable: pair(2) }
+            Detail::Capset { pid: a[2] as i32, effective: pair(0), permitted: pair(1), inheritable: pair(2) }
         }
         kind::PTRACE => Detail::Ptrace { request: a[0] as i64, pid: a[1] as i32 },
         kind::MOUNT => {

@@ -8,7 +8,9 @@
 pub mod container;
 pub mod containers;
 pub mod event;
+pub mod process;
 
 pub use container::{ContainerRef, Runtime};
 pub use containers::{ContainerTable, Learned};
 pub use event::{DecodeError, Detail, Event, ProcessInfo, SockAddr, decode};
+pub use process::{Entry, ExecId, ProcKey, ProcNode, ProcessTree, SeedProc, TreeStats};

@@ -159,7 +159,8 @@ impl Drop for BenchCgroups {
 pub fn run(args: BenchArgs) -> Result<()> {
     let root = cgroup2_root()?;
     let parent = root.join("boxwatch-bench");
-    let id: String = format!("{:016x}", std::process::id() as u64 * 0x9e37_79b9_7f4a_7c15).repeat(4);
+    let id: String =
+        format!("{:016x}", u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15)).repeat(4);
     let container = parent.join(format!("docker-{id}.scope"));
     let host = root.join("boxwatch-bench-host");
     let guard = BenchCgroups { dirs: vec![parent.clone(), container.clone(), host.clone()] };

@@ -23,40 +23,17 @@ fn harness_smoke() {
     // 1. run to completion, docker-style cgroup, python3 from the host's /usr.
     let id = random_container_id();
     assert_eq!(id.len(), 64);
-    assert!(
-        id.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    );
+    assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     let cg = docker_cgroup(&id);
     assert_eq!(cg, format!("/system.slice/docker-{id}.scope"));
-    let out = ctrd.run(
-        &id,
-        &cg,
-        &["sh", "-c", "cat /proc/self/cgroup; python3 -c 'print(1)'"],
-        T,
-    );
+    let out = ctrd.run(&id, &cg, &["sh", "-c", "cat /proc/self/cgroup; python3 -c 'print(1)'"], T);
     eprintln!("[smoke] run: {:?}", out.elapsed);
     out.assert_success();
-    assert!(
-        out.stdout.contains(&format!("0::{cg}\n")),
-        "cgroup2 line missing: {out}"
-    );
-    assert!(
-        out.stdout
-            .lines()
-            .any(|l| l.ends_with(&format!(":memory:{cg}"))),
-        "memory line missing: {out}"
-    );
-    assert!(
-        out.stdout.lines().any(|l| l == "1"),
-        "python3 output missing: {out}"
-    );
+    assert!(out.stdout.contains(&format!("0::{cg}\n")), "cgroup2 line missing: {out}");
+    assert!(out.stdout.lines().any(|l| l.ends_with(&format!(":memory:{cg}"))), "memory line missing: {out}");
+    assert!(out.stdout.lines().any(|l| l == "1"), "python3 output missing: {out}");
     // run --rm left no container and no leaf cgroup behind
-    let ls = ctrd
-        .ctr()
-        .args(["containers", "list", "--quiet"])
-        .output()
-        .unwrap();
+    let ls = ctrd.ctr().args(["containers", "list", "--quiet"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&ls.stdout).contains(&id));
     for h in cgroup_hierarchies() {
         let leaf = h.join(cg.trim_start_matches('/'));
@@ -65,40 +42,23 @@ fn harness_smoke() {
 
     // non-zero exit status and stderr come through
     let id2 = random_container_id();
-    let out = ctrd.run(
-        &id2,
-        &docker_cgroup(&id2),
-        &["sh", "-c", "echo oops >&2; exit 3"],
-        T,
-    );
+    let out = ctrd.run(&id2, &docker_cgroup(&id2), &["sh", "-c", "echo oops >&2; exit 3"], T);
     assert_eq!(out.status, 3, "{out}");
     assert_eq!(out.stderr.trim(), "oops", "{out}");
 
     // timeout: SIGKILL semantics, container removed afterwards
     let id3 = random_container_id();
-    let out = ctrd.run(
-        &id3,
-        &docker_cgroup(&id3),
-        &["sleep", "100"],
-        Duration::from_millis(800),
-    );
+    let out = ctrd.run(&id3, &docker_cgroup(&id3), &["sleep", "100"], Duration::from_millis(800));
     assert!(out.timed_out && out.status == -1, "{out}");
     assert!(out.elapsed < Duration::from_secs(5), "{out}");
-    let ls = ctrd
-        .ctr()
-        .args(["containers", "list", "--quiet"])
-        .output()
-        .unwrap();
+    let ls = ctrd.ctr().args(["containers", "list", "--quiet"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&ls.stdout).contains(&id3));
 
     // 2. detached container
     let pod = random_pod_uid();
     let kid = random_container_id();
     let kcg = kubepods_systemd_cgroup(&pod, &kid);
-    assert!(kcg.contains(&format!(
-        "kubepods-besteffort-pod{}.slice",
-        pod.replace('-', "_")
-    )));
+    assert!(kcg.contains(&format!("kubepods-besteffort-pod{}.slice", pod.replace('-', "_"))));
     let did = random_container_id();
     let dcg = docker_cgroup(&did);
     let c = ctrd.run_detached(&did, &dcg, &["sleep", "300"]);
@@ -109,9 +69,7 @@ fn harness_smoke() {
     assert_eq!(comm.trim(), "sleep");
     let host_cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(host_cg.contains(&format!("0::{dcg}\n")), "{host_cg}");
-    let ino = std::fs::metadata(cg2.join(dcg.trim_start_matches('/')))
-        .unwrap()
-        .ino();
+    let ino = std::fs::metadata(cg2.join(dcg.trim_start_matches('/'))).unwrap().ino();
     assert_eq!(c.cgroup_id(), ino);
     assert!(ino > 1);
 
@@ -128,11 +86,7 @@ fn harness_smoke() {
     let k = ctrd.run_detached(
         &kid,
         &kcg,
-        &[
-            "python3",
-            "-c",
-            "import time; print('hi', flush=True); time.sleep(300)",
-        ],
+        &["python3", "-c", "import time; print('hi', flush=True); time.sleep(300)"],
     );
     assert_ne!(k.cgroup_id(), c.cgroup_id());
     let kcg_host = std::fs::read_to_string(format!("/proc/{}/cgroup", k.pid())).unwrap();
@@ -149,9 +103,7 @@ fn harness_smoke() {
     assert!(
         !std::path::Path::new(&format!("/proc/{kpid}")).exists() || {
             // a zombie reparented to init may linger briefly
-            std::fs::read_to_string(format!("/proc/{kpid}/stat"))
-                .map(|s| s.contains(") Z "))
-                .unwrap_or(true)
+            std::fs::read_to_string(format!("/proc/{kpid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
         }
     );
     assert!(!cg2.join(kcg.trim_start_matches('/')).exists());
@@ -171,17 +123,12 @@ fn harness_smoke() {
     // Parent slices the test made runc create are gone, unless another
     // harness instance (a parallel test or process) is still running: the
     // last one to stop removes them.
-    let others_running = std::fs::read_dir(STATE_BASE)
-        .map(|rd| rd.flatten().any(|e| e.path().is_dir()))
-        .unwrap_or(false);
+    let others_running =
+        std::fs::read_dir(STATE_BASE).map(|rd| rd.flatten().any(|e| e.path().is_dir())).unwrap_or(false);
     for h in cgroup_hierarchies().into_iter().filter(|_| !others_running) {
         for (p, existed) in parents.iter().zip(&parents_existed) {
             if !existed {
-                assert!(
-                    !h.join(p).exists(),
-                    "{} created by the test and left behind",
-                    h.join(p).display()
-                );
+                assert!(!h.join(p).exists(), "{} created by the test and left behind", h.join(p).display());
             }
         }
     }
@@ -191,10 +138,7 @@ fn harness_smoke() {
 #[test]
 fn cgroup_path_helpers() {
     let id = "ab".repeat(32);
-    assert_eq!(
-        docker_cgroup(&id),
-        format!("/system.slice/docker-{id}.scope")
-    );
+    assert_eq!(docker_cgroup(&id), format!("/system.slice/docker-{id}.scope"));
     assert_eq!(
         kubepods_systemd_cgroup("0f1e2d3c-aaaa-4bbb-8ccc-123456789abc", &id),
         format!(

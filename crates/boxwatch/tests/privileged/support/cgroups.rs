@@ -64,10 +64,7 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -84,9 +81,7 @@ fn unescape_mountinfo(s: &str) -> String {
 pub(crate) fn validate_cgroup_path(p: &str) {
     let ok = p.starts_with('/')
         && p.len() > 1
-        && p[1..]
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..");
+        && p[1..].split('/').all(|c| !c.is_empty() && c != "." && c != "..");
     assert!(
         ok,
         "cgroup path must be absolute cgroupfs-style like /system.slice/docker-<id>.scope, got {p:?}"

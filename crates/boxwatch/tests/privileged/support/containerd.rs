@@ -98,11 +98,9 @@ fn path_env() -> OsString {
 }
 
 fn which(name: &str, path: &OsString) -> Option<PathBuf> {
-    std::env::split_paths(path).map(|d| d.join(name)).find(|p| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    })
+    std::env::split_paths(path)
+        .map(|d| d.join(name))
+        .find(|p| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false))
 }
 
 fn check_root() {
@@ -141,12 +139,7 @@ fn find_tools(path: &OsString) -> Tools {
             missing.join(", ")
         );
     }
-    Tools {
-        containerd,
-        ctr,
-        runc,
-        python3,
-    }
+    Tools { containerd, ctr, runc, python3 }
 }
 
 /// Start time (clock ticks since boot) of a live process, to tell it apart
@@ -160,10 +153,7 @@ fn proc_starttime(pid: u32) -> Option<u64> {
 
 fn unique_suffix() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!(
         "{}-{:x}-{}-{}",
         std::process::id(),
@@ -174,8 +164,8 @@ fn unique_suffix() -> String {
 }
 
 fn tail(path: &Path, lines: usize) -> String {
-    let s = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()));
+    let s =
+        std::fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()));
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")
 }
@@ -283,10 +273,7 @@ fn owner_alive(dir: &Path) -> bool {
     match std::fs::read_to_string(dir.join("owner")) {
         Ok(owner) => {
             let v: Vec<&str> = owner.split_whitespace().collect();
-            match (
-                v.first().map(|s| s.parse::<u32>()),
-                v.get(1).map(|s| s.parse::<u64>()),
-            ) {
+            match (v.first().map(|s| s.parse::<u32>()), v.get(1).map(|s| s.parse::<u64>())) {
                 (Some(Ok(pid)), Some(Ok(start))) => proc_starttime(pid) == Some(start),
                 _ => false,
             }
@@ -322,10 +309,7 @@ fn sweep_stale(runc: &Path) {
         if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) || (!is_dead && owner_alive(&dir)) {
             continue;
         }
-        eprintln!(
-            "[support] removing stale containerd state {}",
-            dir.display()
-        );
+        eprintln!("[support] removing stale containerd state {}", dir.display());
         cleanup_state_dir(&dir, Some(runc), &[]);
     }
 }
@@ -368,11 +352,7 @@ fn global_cgroup_cleanup(except: Option<&Path>) {
     let Ok(s) = std::fs::read_to_string(registry_path()) else {
         return;
     };
-    let mut dirs: Vec<PathBuf> = s
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(PathBuf::from)
-        .collect();
+    let mut dirs: Vec<PathBuf> = s.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect();
     cgroups::rmdir_all(&dirs);
     dirs.retain(|d| d.exists());
     dirs.sort();
@@ -409,26 +389,16 @@ impl Shared {
         if missing.is_empty() {
             return;
         }
-        if let Ok(mut g) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(registry_path())
-        {
+        if let Ok(mut g) = std::fs::OpenOptions::new().create(true).append(true).open(registry_path()) {
             let mut buf = String::new();
             for d in &missing {
                 buf.push_str(&format!("{}\n", d.display()));
             }
             let _ = g.write_all(buf.as_bytes());
         }
-        let mut created = self
-            .created_cgroups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("cgroups-created"))
-            .ok();
+        let mut created = self.created_cgroups.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("cgroups-created")).ok();
         for d in missing {
             if !created.contains(&d) {
                 if let Some(f) = f.as_mut() {
@@ -448,17 +418,9 @@ impl Shared {
         }
         let runc_ns = self.runc_root().join(&self.namespace);
         if runc_ns.join(id).exists() {
-            quick(
-                Command::new(&self.tools.runc)
-                    .arg("--root")
-                    .arg(&runc_ns)
-                    .args(["delete", "--force", id]),
-            );
+            quick(Command::new(&self.tools.runc).arg("--root").arg(&runc_ns).args(["delete", "--force", id]));
         }
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
     fn common_run_args(&self, cmd: &mut Command, cgroup_path: &str) {
@@ -497,11 +459,8 @@ impl Containerd {
         let dir = PathBuf::from(STATE_BASE).join(unique_suffix());
         std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         let me = std::process::id();
-        std::fs::write(
-            dir.join("owner"),
-            format!("{me} {}\n", proc_starttime(me).unwrap_or(0)),
-        )
-        .expect("write owner file");
+        std::fs::write(dir.join("owner"), format!("{me} {}\n", proc_starttime(me).unwrap_or(0)))
+            .expect("write owner file");
         for sub in ["fifo", "runc", "logs", "pids"] {
             std::fs::create_dir(dir.join(sub)).expect("mkdir state subdir");
         }
@@ -523,12 +482,8 @@ impl Containerd {
             created_cgroups: Mutex::new(Vec::new()),
         });
         // From here on, a panic drops `this`, which cleans everything up.
-        let mut this = Containerd {
-            shared,
-            child: None,
-            image: IMAGE_NAME.to_string(),
-            startup: Duration::ZERO,
-        };
+        let mut this =
+            Containerd { shared, child: None, image: IMAGE_NAME.to_string(), startup: Duration::ZERO };
 
         // Build the image archive while containerd boots.
         let py = dir.join("mkimage.py");
@@ -542,10 +497,7 @@ impl Containerd {
         this.wait_for_socket();
 
         let mk = mk.join().expect("mkimage thread");
-        assert!(
-            mk.success(),
-            "building the test image with mkimage.py failed: {mk}"
-        );
+        assert!(mk.success(), "building the test image with mkimage.py failed: {mk}");
         let imp = run_with_timeout(
             this.shared.ctr().args(["images", "import"]).arg(&image_tar),
             CTR_TIMEOUT,
@@ -685,10 +637,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         let sh = &self.shared;
         assert!(!id.is_empty(), "empty container id");
         sh.note_cgroups(cgroup_path);
-        sh.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_string());
+        sh.live.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string());
         let pid_file = sh.dir.join("pids").join(id);
         let log_path = sh.dir.join("logs").join(format!("{id}.log"));
         let mut cmd = sh.ctr();
@@ -716,10 +665,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         if !out.success() {
             fail("ctr exited non-zero");
         }
-        let pid = match std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-        {
+        let pid = match std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
             Some(p) if p > 0 => p,
             _ => fail("no pid in --pid-file"),
         };
@@ -771,10 +717,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         let sh = &self.shared;
         assert!(!id.is_empty(), "empty container id");
         sh.note_cgroups(cgroup_path);
-        sh.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_string());
+        sh.live.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string());
         let mut cmd = sh.ctr();
         cmd.args(["run", "--rm"]);
         sh.common_run_args(&mut cmd, cgroup_path);
@@ -799,16 +742,9 @@ impl Drop for Containerd {
         let sh = &self.shared;
         if let Some(child) = self.child.as_mut() {
             if matches!(child.try_wait(), Ok(None)) && sh.sock.exists() {
-                let mut ids: BTreeSet<String> =
-                    sh.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let mut ids: BTreeSet<String> = sh.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let ls = quick(sh.ctr().args(["containers", "list", "--quiet"]));
-                ids.extend(
-                    ls.stdout
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(String::from),
-                );
+                ids.extend(ls.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
                 for id in &ids {
                     sh.remove_container(id);
                 }
@@ -825,11 +761,7 @@ impl Drop for Containerd {
             let _ = child.wait();
         }
         sh.daemon_up.store(false, Ordering::SeqCst);
-        let created = sh
-            .created_cgroups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let created = sh.created_cgroups.lock().unwrap_or_else(|e| e.into_inner()).clone();
         cleanup_state_dir(&sh.dir, Some(&sh.tools.runc), &created);
         global_cgroup_cleanup(Some(&sh.dir));
     }
@@ -848,9 +780,7 @@ impl Container {
     /// `bpf_get_current_cgroup_id()` returns for its processes.
     pub fn cgroup_id(&self) -> u64 {
         let p = cgroups::join(&cgroups::cgroup2_mount(), &self.cgroup_path);
-        std::fs::metadata(&p)
-            .unwrap_or_else(|e| panic!("stat {}: {e}", p.display()))
-            .ino()
+        std::fs::metadata(&p).unwrap_or_else(|e| panic!("stat {}: {e}", p.display())).ino()
     }
 
     /// Whether the init process still exists on the host.
@@ -890,21 +820,10 @@ impl Container {
             .arg(&self.id)
             .args(args);
         let out = run_with_timeout(&mut cmd, timeout, || {
-            quick(sh.ctr().args([
-                "task",
-                "kill",
-                "--signal",
-                "KILL",
-                "--exec-id",
-                exec_id,
-                &self.id,
-            ]));
+            quick(sh.ctr().args(["task", "kill", "--signal", "KILL", "--exec-id", exec_id, &self.id]));
         });
         if out.timed_out {
-            quick(
-                sh.ctr()
-                    .args(["task", "delete", "--exec-id", exec_id, &self.id]),
-            );
+            quick(sh.ctr().args(["task", "delete", "--exec-id", exec_id, &self.id]));
         }
         out
     }

@@ -52,11 +52,12 @@ impl Daemon {
                 e2.lock().unwrap().push(line);
             }
         });
-        let d = Daemon { child: Some(child), lines, stderr, log_dir };
+        let mut d = Daemon { child: Some(child), lines, stderr, log_dir };
         let t0 = Instant::now();
         while !d.stderr_text().contains("boxwatch: ready") {
-            if let Some(st) = d.child.as_ref().and_then(|_| None::<()>) {
-                let _ = st;
+            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                std::thread::sleep(Duration::from_millis(100)); // let the stderr thread catch up
+                panic!("boxwatch exited ({st}) before it was ready:\n{}", d.stderr_text());
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(30),

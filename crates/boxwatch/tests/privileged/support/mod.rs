@@ -37,9 +37,7 @@ use std::io::Read;
 /// `n` random bytes from the kernel, hex-encoded (lowercase).
 pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .expect("read /dev/urandom");
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).expect("read /dev/urandom");
     let mut s = String::with_capacity(2 * n);
     for b in buf {
         s.push_str(&format!("{b:02x}"));
@@ -59,14 +57,7 @@ pub fn random_pod_uid() -> String {
     h[12] = '4';
     h[16] = ['8', '9', 'a', 'b'][(h[16].to_digit(16).unwrap() & 3) as usize];
     let s: String = h.into_iter().collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &s[0..8],
-        &s[8..12],
-        &s[12..16],
-        &s[16..20],
-        &s[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &s[0..8], &s[8..12], &s[12..16], &s[16..20], &s[20..32])
 }
 
 /// Docker (systemd driver) cgroup name: `/system.slice/docker-<id>.scope`.

@@ -41,11 +41,7 @@ impl fmt::Display for RunOutput {
             f,
             "status={}{} elapsed={:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
             self.status,
-            if self.timed_out {
-                " (TIMED OUT, killed)"
-            } else {
-                ""
-            },
+            if self.timed_out { " (TIMED OUT, killed)" } else { "" },
             self.elapsed,
             self.stdout,
             self.stderr
@@ -75,11 +71,7 @@ fn reader<R: Read + Send + 'static>(mut r: R) -> mpsc::Receiver<Vec<u8>> {
 /// still running after `timeout`, calls `on_timeout` (e.g. `ctr task kill -s
 /// KILL`), then SIGKILLs the process (`timeout -s KILL` semantics: `ctr`
 /// forwards SIGTERM to a container init that ignores it).
-pub(crate) fn run_with_timeout(
-    cmd: &mut Command,
-    timeout: Duration,
-    on_timeout: impl FnOnce(),
-) -> RunOutput {
+pub(crate) fn run_with_timeout(cmd: &mut Command, timeout: Duration, on_timeout: impl FnOnce()) -> RunOutput {
     try_run_with_timeout(cmd, timeout, on_timeout).unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
 }
 
@@ -89,11 +81,7 @@ fn try_run_with_timeout(
     on_timeout: impl FnOnce(),
 ) -> std::io::Result<RunOutput> {
     let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let out_rx = reader(child.stdout.take().unwrap());
     let err_rx = reader(child.stderr.take().unwrap());
     let deadline = start + timeout;

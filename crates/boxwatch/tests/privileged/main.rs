@@ -1,0 +1,14 @@
+//! Privileged integration tests: the real `boxwatch` binary with real BPF
+//! programs, watching real containers (containerd + runc, driven by `ctr`).
+//! They need root and `scripts/install-deps.sh --test`; they fail loudly,
+//! never skip, when the machine is not ready.
+
+mod support;
+
+mod events;
+mod filtering;
+mod harness_smoke;
+mod network;
+mod privileges;
+mod probe;
+mod slice;
