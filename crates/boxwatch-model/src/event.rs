@@ -154,6 +154,40 @@ pub enum Detail {
 }
 
 impl Detail {
+    /// The ABI kind (`boxwatch_abi::kind`) this detail was decoded from.
+    pub fn kind(&self) -> u32 {
+        match self {
+            Detail::Exec { .. } => kind::EXEC,
+            Detail::Fork { .. } => kind::FORK,
+            Detail::Exit { .. } => kind::EXIT,
+            Detail::Open { .. } => kind::OPEN,
+            Detail::Chmod { .. } => kind::CHMOD,
+            Detail::Chown { .. } => kind::CHOWN,
+            Detail::Unlink { .. } => kind::UNLINK,
+            Detail::Rename { .. } => kind::RENAME,
+            Detail::Link { .. } => kind::LINK,
+            Detail::Symlink { .. } => kind::SYMLINK,
+            Detail::Memfd { .. } => kind::MEMFD,
+            Detail::Connect { .. } => kind::CONNECT,
+            Detail::Socket { .. } => kind::SOCKET,
+            Detail::Bind { .. } => kind::BIND,
+            Detail::Listen { .. } => kind::LISTEN,
+            Detail::Accept { .. } => kind::ACCEPT,
+            Detail::Sendto { .. } => kind::SENDTO,
+            Detail::SetId { .. } => kind::SETID,
+            Detail::Capset { .. } => kind::CAPSET,
+            Detail::Ptrace { .. } => kind::PTRACE,
+            Detail::Mount { .. } => kind::MOUNT,
+            Detail::Umount { .. } => kind::UMOUNT,
+            Detail::Unshare { .. } => kind::UNSHARE,
+            Detail::Setns { .. } => kind::SETNS,
+            Detail::Module { .. } => kind::MODULE,
+            Detail::Bpf { .. } => kind::BPF,
+            Detail::CgroupMkdir { .. } => kind::CGROUP_MKDIR,
+            Detail::CgroupRmdir { .. } => kind::CGROUP_RMDIR,
+        }
+    }
+
     /// Falco-style event type name (`evt.type`).
     pub fn name(&self) -> &'static str {
         match self {

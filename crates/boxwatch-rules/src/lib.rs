@@ -9,5 +9,5 @@ pub mod alert;
 pub mod builtin;
 pub mod time;
 
-pub use alert::{Alert, Priority};
+pub use alert::{Alert, Ancestor, Lineage, Priority};
 pub use builtin::{Context, detect};

@@ -29,6 +29,9 @@ pub enum Command {
     /// Measure the monitor's cost: added ns per openat+close for a monitored
     /// (container cgroup) and a filtered-out (host) process, and daemon RSS.
     Bench(BenchArgs),
+    /// The live process tree of every container, with the runtime processes
+    /// (containerd-shim, runc, conmon) above each container's processes.
+    Ps(PsArgs),
     #[command(hide = true)]
     BenchWorker(BenchWorkerArgs),
 }
@@ -85,6 +88,10 @@ pub struct RunArgs {
     /// (saves ~70 ns on every syscall, loses module-load attempts on such kernels).
     #[arg(long)]
     pub no_syscall_fallback: bool,
+    /// Do not let host exec/fork/exit through the kernel filter: cheaper on
+    /// busy hosts, but alerts lose the runtime-side ancestry (containerd-shim, runc).
+    #[arg(long)]
+    pub no_host_lineage: bool,
     /// Stop after this many seconds (0: run until SIGINT/SIGTERM).
     #[arg(long, default_value_t = 0)]
     pub duration: u64,
@@ -104,6 +111,12 @@ pub struct BenchArgs {
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Only the container whose id starts with this.
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@
 //! processor finishes everything queued before exiting, so nothing accepted
 //! is lost on a clean shutdown.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,13 +19,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use boxwatch_abi::{cgroup_class, drop_cause, flags, kind};
 use boxwatch_bpf::{Monitor, MonitorConfig};
+use boxwatch_model::process::{Entry, ProcessTree};
 use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, Learned, decode};
-use boxwatch_rules::{Context as DetectContext, detect};
+use boxwatch_rules::{Ancestor, Context as DetectContext, Lineage, detect};
 
 use crate::cgroups;
 use crate::cli::RunArgs;
 use crate::clock::{WallClock, hostname, monotonic_ns};
 use crate::output::Sinks;
+use crate::procfs::{self, CgroupIds, StartClock};
 
 /// Userspace counters shared by the reader and the processor.
 #[derive(Debug, Default)]
@@ -70,8 +72,15 @@ struct Processor<'m> {
     monitor: &'m Monitor,
     cgroup_root: PathBuf,
     table: ContainerTable,
-    /// (executable, command line) per live process (tgid), from its exec.
-    exe: HashMap<u32, (String, String)>,
+    /// Every process we know of: container processes and, for lineage, the
+    /// host-side ones that start them (exec/fork/exit pass the kernel filter).
+    tree: ProcessTree,
+    /// Reads parents that started before us from /proc.
+    cgroup_ids: CgroupIds,
+    start_clock: StartClock,
+    /// Parent pids already looked up in /proc (bounded; cleared when large).
+    parent_lookups: HashSet<u32>,
+    last_evict_ns: u64,
     /// cgroup ids searched for and not found (avoid rescanning for each event).
     unresolved: HashSet<u64>,
     sinks: Sinks,
@@ -86,7 +95,7 @@ struct Processor<'m> {
 
 impl Processor<'_> {
     /// Tell the table and the in-kernel filter about a cgroup.
-    fn learn(&mut self, id: u64, path: &str, wall_ns: u64) -> Learned {
+    fn learn(&mut self, id: u64, path: &str, wall_ns: u64, action: &str) -> Learned {
         let learned = self.table.learn(id, path);
         let class =
             if matches!(learned, Learned::Host) { cgroup_class::HOST } else { cgroup_class::CONTAINER };
@@ -94,7 +103,7 @@ impl Processor<'_> {
             self.map_errors += 1;
         }
         if let Learned::NewContainer(c) = &learned {
-            self.sinks.container(wall_ns, "started", c);
+            self.sinks.container(wall_ns, action, c);
         }
         learned
     }
@@ -107,7 +116,7 @@ impl Processor<'_> {
         if let Ok(all) = cgroups::scan(&self.cgroup_root) {
             for (cid, path) in all {
                 if self.table.lookup(cid).is_none() {
-                    self.learn(cid, &path, wall_ns);
+                    self.learn(cid, &path, wall_ns, "first_seen");
                 }
             }
         }
@@ -121,7 +130,7 @@ impl Processor<'_> {
         match &ev.detail {
             Detail::CgroupMkdir { id, path, .. } => {
                 self.unresolved.remove(id);
-                self.learn(*id, path, wall_ns);
+                self.learn(*id, path, wall_ns, "started");
                 return;
             }
             Detail::CgroupRmdir { id, .. } => {
@@ -137,74 +146,105 @@ impl Processor<'_> {
             self.resolve(ev.cgroup_id, wall_ns);
         }
         let container: Option<Arc<ContainerRef>> = self.table.lookup(ev.cgroup_id).flatten().cloned();
-        match &ev.detail {
-            Detail::Exec { filename, argv, .. } => {
-                self.exe.insert(ev.process.pid, (filename.clone(), argv.join(" ")));
-            }
-            // A child runs its parent's image until it execs.
-            Detail::Fork { child_pid, .. } => {
-                if let Some(parent) = self.exe.get(&ev.process.pid).cloned() {
-                    self.exe.insert(*child_pid, parent);
-                }
-            }
-            _ => {}
+        let p = &ev.process;
+        if p.ppid > 1 && self.tree.get(p.ppid).is_none() {
+            self.seed_from_proc(p.ppid);
         }
-        let is_exit = matches!(ev.detail, Detail::Exit { .. });
-        let kind_bit = kind_bit_of(&ev.detail);
-        let wanted = container.is_some() || self.all_processes || self.host_mask & kind_bit != 0;
-        if wanted {
-            let ctx = DetectContext {
-                container: container.as_deref(),
-                exe: self.exe.get(&ev.process.pid).map(|(e, _)| e.as_str()),
-                cmdline: self.exe.get(&ev.process.pid).map(|(_, c)| c.as_str()),
-                wall_ns,
-                hostname: &self.hostname,
-            };
-            let alerts = detect(&ev, &ctx);
-            self.sinks.event(wall_ns, &ev, container.as_deref());
-            self.events_out += 1;
-            for a in &alerts {
-                self.sinks.alert(a);
-                self.alerts_out += 1;
+        self.tree.observe(&ev, container.as_ref().map(|c| c.id.as_str()), ev.ktime_ns);
+        if ev.ktime_ns.saturating_sub(self.last_evict_ns) > 1_000_000_000 {
+            self.tree.evict(ev.ktime_ns);
+            self.last_evict_ns = ev.ktime_ns;
+        }
+        let wanted =
+            container.is_some() || self.all_processes || self.host_mask & kind::bit(ev.detail.kind()) != 0;
+        if !wanted {
+            return;
+        }
+        let node = self.tree.lookup(p.pid, p.start_ns);
+        let ids = node.map(|n| {
+            let parent = n.parent.and_then(|k| self.tree.lookup(k.pid, k.start_ns));
+            (n.exec_id().to_string(), parent.map(|p| p.exec_id().to_string()))
+        });
+        let ctx = DetectContext {
+            container: container.as_deref(),
+            exe: node.and_then(|n| n.exe.as_deref()),
+            cmdline: None,
+            wall_ns,
+            hostname: &self.hostname,
+        };
+        let cmdline = node.map(|n| n.argv.join(" "));
+        let ctx = DetectContext { cmdline: cmdline.as_deref().filter(|c| !c.is_empty()), ..ctx };
+        let mut alerts = detect(&ev, &ctx);
+        if !alerts.is_empty() {
+            let lineage = self.lineage(p.pid, p.start_ns);
+            for a in &mut alerts {
+                a.add_lineage(&lineage);
             }
         }
-        if is_exit {
-            self.exe.remove(&ev.process.pid);
+        let (exec_id, parent_exec_id) = ids.unzip();
+        self.sinks.event(
+            wall_ns,
+            &ev,
+            container.as_deref(),
+            exec_id.as_deref(),
+            parent_exec_id.flatten().as_deref(),
+        );
+        self.events_out += 1;
+        for a in &alerts {
+            self.sinks.alert(a);
+            self.alerts_out += 1;
         }
     }
-}
 
-fn kind_bit_of(d: &Detail) -> u64 {
-    kind::bit(match d {
-        Detail::Exec { .. } => kind::EXEC,
-        Detail::Fork { .. } => kind::FORK,
-        Detail::Exit { .. } => kind::EXIT,
-        Detail::Open { .. } => kind::OPEN,
-        Detail::Chmod { .. } => kind::CHMOD,
-        Detail::Chown { .. } => kind::CHOWN,
-        Detail::Unlink { .. } => kind::UNLINK,
-        Detail::Rename { .. } => kind::RENAME,
-        Detail::Link { .. } => kind::LINK,
-        Detail::Symlink { .. } => kind::SYMLINK,
-        Detail::Memfd { .. } => kind::MEMFD,
-        Detail::Connect { .. } => kind::CONNECT,
-        Detail::Socket { .. } => kind::SOCKET,
-        Detail::Bind { .. } => kind::BIND,
-        Detail::Listen { .. } => kind::LISTEN,
-        Detail::Accept { .. } => kind::ACCEPT,
-        Detail::Sendto { .. } => kind::SENDTO,
-        Detail::SetId { .. } => kind::SETID,
-        Detail::Capset { .. } => kind::CAPSET,
-        Detail::Ptrace { .. } => kind::PTRACE,
-        Detail::Mount { .. } => kind::MOUNT,
-        Detail::Umount { .. } => kind::UMOUNT,
-        Detail::Unshare { .. } => kind::UNSHARE,
-        Detail::Setns { .. } => kind::SETNS,
-        Detail::Module { .. } => kind::MODULE,
-        Detail::Bpf { .. } => kind::BPF,
-        Detail::CgroupMkdir { .. } => kind::CGROUP_MKDIR,
-        Detail::CgroupRmdir { .. } => kind::CGROUP_RMDIR,
-    })
+    /// A parent we have never seen started before us: read it (and its
+    /// unknown ancestors) from /proc so lineage reaches the runtime processes.
+    fn seed_from_proc(&mut self, mut pid: u32) {
+        if self.parent_lookups.len() > 65_536 {
+            self.parent_lookups.clear();
+        }
+        let mut found = Vec::new();
+        for _ in 0..8 {
+            if pid <= 1 || !self.parent_lookups.insert(pid) || self.tree.get(pid).is_some() {
+                break;
+            }
+            let table = &self.table;
+            let container_of = |cg: u64| table.lookup(cg).flatten().map(|c| c.id.clone());
+            let Some(sp) = procfs::read_process(pid, self.start_clock, &mut self.cgroup_ids, &container_of)
+            else {
+                break;
+            };
+            pid = sp.ppid;
+            found.push(sp);
+        }
+        if !found.is_empty() {
+            self.tree.seed(found);
+        }
+    }
+
+    /// Ancestry of a process for alerts.
+    fn lineage(&self, pid: u32, start_ns: u64) -> Lineage {
+        let Some(n) = self.tree.lookup(pid, start_ns) else { return Lineage::default() };
+        let parent = n.parent.and_then(|k| self.tree.lookup(k.pid, k.start_ns));
+        Lineage {
+            exec_id: n.exec_id().to_string(),
+            parent_exec_id: parent.map(|p| p.exec_id().to_string()),
+            entry: n.entry.map(|e| match e {
+                Entry::ContainerInit => "container_init".to_string(),
+                Entry::ExecInto { via } => format!("exec_into:{via}"),
+            }),
+            ancestors: self
+                .tree
+                .ancestors_of(n)
+                .into_iter()
+                .map(|a| Ancestor {
+                    pid: a.key.pid,
+                    comm: a.comm.to_string(),
+                    exe: a.exe.as_deref().map(str::to_string),
+                    in_container: a.container_id.is_some() && a.container_id == n.container_id,
+                })
+                .collect(),
+        }
+    }
 }
 
 fn stats_line(monitor: &Monitor, c: &Counters, p: &Processor<'_>) -> String {
@@ -233,9 +273,17 @@ fn stats_line(monitor: &Monitor, c: &Counters, p: &Processor<'_>) -> String {
 
 pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
     let host_mask = kind_mask(&args.host_events)?;
+    // Host exec/fork/exit pass the kernel filter (they are not printed): the
+    // process tree needs the runtime processes (containerd-shim, runc) that
+    // start containers and exec into them.
+    let lineage_mask = if args.no_host_lineage {
+        0
+    } else {
+        kind::bit(kind::EXEC) | kind::bit(kind::FORK) | kind::bit(kind::EXIT)
+    };
     let cfg = MonitorConfig {
         filter_cgroups: !args.all_processes,
-        host_kind_mask: host_mask,
+        host_kind_mask: host_mask | lineage_mask,
         syscall_fallback: !args.no_syscall_fallback,
         ringbuf_bytes: args.ringbuf_mib * 1024 * 1024,
         libbpf_verbose: verbose,
@@ -255,7 +303,11 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         monitor: &monitor,
         cgroup_root: cgroup_root.clone(),
         table: ContainerTable::new(),
-        exe: HashMap::new(),
+        tree: ProcessTree::default(),
+        cgroup_ids: CgroupIds::new(&cgroup_root),
+        start_clock: StartClock::new(),
+        parent_lookups: HashSet::new(),
+        last_evict_ns: 0,
         unresolved: HashSet::new(),
         sinks,
         clock: WallClock::new(),
@@ -270,8 +322,14 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
     // classified before the first event is read.
     let now = p.clock.wall_ns(monotonic_ns());
     for (id, path) in cgroups::scan(&cgroup_root)? {
-        p.learn(id, &path, now);
+        p.learn(id, &path, now, "first_seen");
     }
+    // Seed the process tree from /proc: processes that started before us
+    // resolve with their full chain.
+    let table = &p.table;
+    let seeds = procfs::scan(&cgroup_root, &|cg| table.lookup(cg).flatten().map(|c| c.id.clone()));
+    let seeded = seeds.len();
+    p.tree.seed(seeds);
     p.sinks.flush();
 
     let cov = monitor.coverage();
@@ -282,8 +340,8 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         ""
     };
     eprintln!(
-        "boxwatch: ready: {} hooks attached, {} degraded{}{fallback}; {} containers, {} cgroups; loaded in {load_ms} ms; \
-         logs in {}",
+        "boxwatch: ready: {} hooks attached, {} degraded{}{fallback}; {} containers, {} cgroups, {seeded} processes; \
+         loaded in {load_ms} ms; logs in {}",
         cov.attached(),
         degraded.len(),
         if degraded.is_empty() {

@@ -8,6 +8,8 @@ mod cli;
 mod clock;
 mod daemon;
 mod output;
+mod procfs;
+mod ps;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         Command::Run(args) => daemon::run(args, cli.verbose).map(|()| ExitCode::SUCCESS),
         Command::Check => Ok(if check::run(cli.verbose) { ExitCode::SUCCESS } else { ExitCode::from(1) }),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Ps(args) => ps::run(args).map(|()| ExitCode::SUCCESS),
         Command::BenchWorker(args) => bench::worker(args).map(|()| ExitCode::SUCCESS),
     };
     match result {

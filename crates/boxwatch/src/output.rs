@@ -23,6 +23,11 @@ struct EventLine<'a> {
     ty: &'static str,
     time: String,
     container: Option<&'a ContainerRef>,
+    /// Stable id of the process image (pid:start_ns:exec generation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exec_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_exec_id: Option<&'a str>,
     #[serde(flatten)]
     event: &'a Event,
 }
@@ -97,11 +102,25 @@ impl Sinks {
         }
     }
 
-    pub fn event(&mut self, wall_ns: u64, ev: &Event, container: Option<&ContainerRef>) {
+    pub fn event(
+        &mut self,
+        wall_ns: u64,
+        ev: &Event,
+        container: Option<&ContainerRef>,
+        exec_id: Option<&str>,
+        parent_exec_id: Option<&str>,
+    ) {
         let need_json = self.events.is_some() || matches!(self.format, Some((false, StdoutContent::All)));
         let json = need_json.then(|| {
-            serde_json::to_string(&EventLine { ty: "event", time: rfc3339_ns(wall_ns), container, event: ev })
-                .unwrap_or_default()
+            serde_json::to_string(&EventLine {
+                ty: "event",
+                time: rfc3339_ns(wall_ns),
+                container,
+                exec_id,
+                parent_exec_id,
+                event: ev,
+            })
+            .unwrap_or_default()
         });
         if let (Some(w), Some(j)) = (self.events.as_mut(), json.as_ref())
             && writeln!(w, "{j}").is_err()
