@@ -151,7 +151,8 @@ struct bw_exec_event {
 	struct bw_event_header hdr;
 	__u32 filename_len; /* bytes used in filename (no NUL) */
 	__u32 argv_len;     /* bytes used in argv: NUL-separated arguments */
-	__u32 _pad1[2];
+	__u32 stdio;        /* file type (S_IFMT >> 12) of fd 0, 1, 2 in bits 0-3, 4-7, 8-11; 0: closed */
+	__u32 _pad1;
 	char filename[BW_PATH_LEN];
 	char argv[BW_ARGV_LEN];
 };

@@ -171,6 +171,43 @@ static __always_inline struct bw_syscall_event *reserve_syscall(__u32 kind, __u3
 	return e;
 }
 
+/* The file behind a descriptor of the current task, or NULL. */
+static __always_inline struct file *fd_file(int fd)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
+	unsigned int max = BPF_CORE_READ(t, files, fdt, max_fds);
+	struct file *f = NULL;
+
+	if (fd < 0 || (unsigned int)fd >= max)
+		return NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xFFFF]);
+	return f;
+}
+
+/* ns inode behind a file descriptor (setns). */
+static __always_inline __u64 fd_inode(int fd)
+{
+	struct file *f = fd_file(fd);
+
+	return f ? BPF_CORE_READ(f, f_inode, i_ino) : 0;
+}
+
+/* File type (S_IFMT >> 12) of fd 0, 1 and 2: a shell whose stdio is a socket
+ * is a reverse shell. */
+static __always_inline __u32 stdio_types(void)
+{
+	__u32 out = 0;
+
+	for (int i = 0; i < 3; i++) {
+		struct file *f = fd_file(i);
+
+		if (f)
+			out |= ((BPF_CORE_READ(f, f_inode, i_mode) >> 12) & 0xF) << (4 * i);
+	}
+	return out;
+}
+
 /* ---- process lifecycle ------------------------------------------------ */
 
 SEC("tp/sched/sched_process_exec")
@@ -191,8 +228,8 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		return 0;
 	}
 	fill_header(&e->hdr, BW_EV_EXEC, cls, cgid);
-	e->_pad1[0] = 0;
-	e->_pad1[1] = 0;
+	e->stdio = stdio_types();
+	e->_pad1 = 0;
 	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename),
 				      (void *)ctx + (ctx->__data_loc_filename & 0xFFFF));
 	e->filename_len = n > 0 ? n - 1 : 0;
@@ -338,21 +375,6 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u3
 	if (nargs > 5)
 		in.args[5] = ctx->args[5];
 	return stash(&in);
-}
-
-/* ns inode behind a file descriptor of the current task (setns). */
-static __always_inline __u64 fd_inode(int fd)
-{
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
-	struct file *f = NULL;
-
-	if (fd < 0)
-		return 0;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xFFFF]);
-	if (!f)
-		return 0;
-	return BPF_CORE_READ(f, f_inode, i_ino);
 }
 
 SEC("tp/syscalls/sys_enter_setns")

@@ -176,7 +176,9 @@ pub struct ExecEvent {
     pub hdr: EventHeader,
     pub filename_len: u32,
     pub argv_len: u32,
-    pub _pad1: [u32; 2],
+    /// File type (`S_IFMT >> 12`) of fds 0, 1, 2 in bits 0-3, 4-7, 8-11; 0: not open.
+    pub stdio: u32,
+    pub _pad1: u32,
     pub filename: [u8; PATH_LEN],
     pub argv: [u8; ARGV_LEN],
 }

@@ -27,5 +27,5 @@ same_layout!(
     ]
 );
 same_layout!(abi::SyscallEvent, k::bw_syscall_event, [hdr, ret, args, op, str_len, str0, str1, aux,]);
-same_layout!(abi::ExecEvent, k::bw_exec_event, [hdr, filename_len, argv_len, filename, argv]);
+same_layout!(abi::ExecEvent, k::bw_exec_event, [hdr, filename_len, argv_len, stdio, filename, argv]);
 same_layout!(abi::Inflight, k::bw_inflight, [args, kind, op, flags]);

@@ -80,6 +80,7 @@ fn main() {
                     filename: "/usr/bin/worker".into(),
                     argv: vec!["worker".into(), "--id".into(), i.to_string()],
                     truncated: false,
+                    stdio: [boxwatch_model::FdType::Closed; 3],
                 },
             ),
             Some(CONTAINER),

@@ -119,38 +119,176 @@ mod libc_consts {
     pub const AF_INET6: i32 = 10;
 }
 
+/// The type of an open file descriptor (from its inode mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FdType {
+    Closed,
+    Fifo,
+    Char,
+    Dir,
+    Block,
+    File,
+    Symlink,
+    Socket,
+    Other,
+}
+
+impl FdType {
+    /// From `S_IFMT >> 12` (0 when the descriptor is not open).
+    pub fn from_mode_bits(bits: u32) -> FdType {
+        match bits & 0xF {
+            0 => FdType::Closed,
+            0x1 => FdType::Fifo,
+            0x2 => FdType::Char,
+            0x4 => FdType::Dir,
+            0x6 => FdType::Block,
+            0x8 => FdType::File,
+            0xA => FdType::Symlink,
+            0xC => FdType::Socket,
+            _ => FdType::Other,
+        }
+    }
+}
+
 /// What happened, per kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Detail {
-    Exec { filename: String, argv: Vec<String>, truncated: bool },
-    Fork { child_pid: u32, child_start_ns: u64 },
-    Exit { code: i32, signal: i32 },
-    Open { path: String, dirfd: i32, flags: u64, mode: u32, syscall: &'static str },
-    Chmod { path: Option<String>, fd: Option<i32>, mode: u32, syscall: &'static str },
-    Chown { path: Option<String>, fd: Option<i32>, uid: i64, gid: i64, syscall: &'static str },
-    Unlink { path: String, syscall: &'static str },
-    Rename { from: String, to: String, syscall: &'static str },
-    Link { from: String, to: String, syscall: &'static str },
-    Symlink { target: String, link: String, syscall: &'static str },
-    Memfd { name: String, flags: u32 },
-    Connect { fd: i32, addr: Option<SockAddr> },
-    Bind { fd: i32, addr: Option<SockAddr> },
-    Sendto { fd: i32, addr: Option<SockAddr> },
-    Accept { fd: i32, peer: Option<SockAddr>, syscall: &'static str },
-    Socket { domain: u32, sock_type: u32, protocol: u32 },
-    Listen { fd: i32, backlog: i32 },
-    SetId { syscall: &'static str, ids: Vec<i64> },
-    Capset { pid: i32, effective: u64, permitted: u64, inheritable: u64 },
-    Ptrace { request: i64, pid: i32 },
-    Mount { source: String, target: String, fstype: String, flags: u64 },
-    Umount { target: String, flags: u64 },
-    Unshare { flags: u64 },
-    Setns { fd: i32, nstype: u64, ns_inode: u64 },
-    Module { syscall: &'static str, name: String },
-    Bpf { cmd: u32, attr_type: u32 },
-    CgroupMkdir { id: u64, level: u32, path: String },
-    CgroupRmdir { id: u64, level: u32, path: String },
+    Exec {
+        filename: String,
+        argv: Vec<String>,
+        truncated: bool,
+        /// What fds 0, 1 and 2 were at exec: a shell with a socket here is a reverse shell.
+        stdio: [FdType; 3],
+    },
+    Fork {
+        child_pid: u32,
+        child_start_ns: u64,
+    },
+    Exit {
+        code: i32,
+        signal: i32,
+    },
+    Open {
+        path: String,
+        dirfd: i32,
+        flags: u64,
+        mode: u32,
+        syscall: &'static str,
+    },
+    Chmod {
+        path: Option<String>,
+        fd: Option<i32>,
+        mode: u32,
+        syscall: &'static str,
+    },
+    Chown {
+        path: Option<String>,
+        fd: Option<i32>,
+        uid: i64,
+        gid: i64,
+        syscall: &'static str,
+    },
+    Unlink {
+        path: String,
+        syscall: &'static str,
+    },
+    Rename {
+        from: String,
+        to: String,
+        syscall: &'static str,
+    },
+    Link {
+        from: String,
+        to: String,
+        syscall: &'static str,
+    },
+    Symlink {
+        target: String,
+        link: String,
+        syscall: &'static str,
+    },
+    Memfd {
+        name: String,
+        flags: u32,
+    },
+    Connect {
+        fd: i32,
+        addr: Option<SockAddr>,
+    },
+    Bind {
+        fd: i32,
+        addr: Option<SockAddr>,
+    },
+    Sendto {
+        fd: i32,
+        addr: Option<SockAddr>,
+    },
+    Accept {
+        fd: i32,
+        peer: Option<SockAddr>,
+        syscall: &'static str,
+    },
+    Socket {
+        domain: u32,
+        sock_type: u32,
+        protocol: u32,
+    },
+    Listen {
+        fd: i32,
+        backlog: i32,
+    },
+    SetId {
+        syscall: &'static str,
+        ids: Vec<i64>,
+    },
+    Capset {
+        pid: i32,
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+    },
+    Ptrace {
+        request: i64,
+        pid: i32,
+    },
+    Mount {
+        source: String,
+        target: String,
+        fstype: String,
+        flags: u64,
+    },
+    Umount {
+        target: String,
+        flags: u64,
+    },
+    Unshare {
+        flags: u64,
+    },
+    Setns {
+        fd: i32,
+        nstype: u64,
+        ns_inode: u64,
+    },
+    Module {
+        syscall: &'static str,
+        name: String,
+    },
+    Bpf {
+        cmd: u32,
+        attr_type: u32,
+    },
+    CgroupMkdir {
+        id: u64,
+        level: u32,
+        path: String,
+    },
+    CgroupRmdir {
+        id: u64,
+        level: u32,
+        path: String,
+    },
 }
 
 impl Detail {
@@ -310,6 +448,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                     filename: lossy(c_bytes(&e.filename, e.filename_len as usize)),
                     argv,
                     truncated: e.hdr.flags & (flags::TRUNC_STR0 | flags::TRUNC_STR1) != 0,
+                    stdio: [0, 4, 8].map(|shift| FdType::from_mode_bits(e.stdio >> shift)),
                 },
             })
         }

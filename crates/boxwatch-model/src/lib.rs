@@ -12,5 +12,5 @@ pub mod process;
 
 pub use container::{ContainerRef, Runtime};
 pub use containers::{ContainerTable, Learned};
-pub use event::{DecodeError, Detail, Event, ProcessInfo, SockAddr, decode};
+pub use event::{DecodeError, Detail, Event, FdType, ProcessInfo, SockAddr, decode};
 pub use process::{Entry, ExecId, ProcKey, ProcNode, ProcessTree, SeedProc, TreeStats};

@@ -121,7 +121,15 @@ impl Sim {
     fn exec(&mut self, pid: u32, path: &str, argv: &[&str]) {
         self.procs.get_mut(&pid).unwrap().comm = comm_of(path);
         let argv = argv.iter().map(|a| a.to_string()).collect();
-        self.emit(pid, Detail::Exec { filename: path.into(), argv, truncated: false });
+        self.emit(
+            pid,
+            Detail::Exec {
+                filename: path.into(),
+                argv,
+                truncated: false,
+                stdio: [boxwatch_model::FdType::Closed; 3],
+            },
+        );
     }
 
     fn set_comm(&mut self, pid: u32, comm: &str) {
@@ -374,7 +382,15 @@ fn threads_never_appear() {
         ev.process.tid = tid;
         s.feed(&ev, None);
     }
-    let mut ev = s.event(720, Detail::Exec { filename: "/bin/x".into(), argv: vec![], truncated: false });
+    let mut ev = s.event(
+        720,
+        Detail::Exec {
+            filename: "/bin/x".into(),
+            argv: vec![],
+            truncated: false,
+            stdio: [boxwatch_model::FdType::Closed; 3],
+        },
+    );
     ev.process.tid = 722; // exec from a non-leader thread keeps the tgid and start time
     s.feed(&ev, None);
     assert_eq!(s.t.len(), 4);
@@ -575,7 +591,12 @@ fn arbitrary_event_streams_never_panic_and_stay_bounded() {
         let start = starts[rnd(5) as usize];
         let detail = match rnd(6) {
             0 => Detail::Fork { child_pid: rnd(30) as u32, child_start_ns: starts[rnd(5) as usize] },
-            1 => Detail::Exec { filename: "/bin/\u{1b}x".into(), argv: vec!["a b".into()], truncated: false },
+            1 => Detail::Exec {
+                filename: "/bin/\u{1b}x".into(),
+                argv: vec!["a b".into()],
+                truncated: false,
+                stdio: [boxwatch_model::FdType::Closed; 3],
+            },
             2 => Detail::Exit { code: 1, signal: 9 },
             3 => Detail::Setns { fd: 0, nstype: 0, ns_inode: 0 },
             _ => Detail::Listen { fd: 0, backlog: 0 },

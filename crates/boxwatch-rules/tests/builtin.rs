@@ -118,6 +118,7 @@ fn shell_exec_in_container_alerts() {
             filename: "/usr/bin/bash".into(),
             argv: vec!["bash".into(), "-i".into()],
             truncated: false,
+            stdio: [boxwatch_model::FdType::Closed; 3],
         },
         None,
     );
@@ -136,7 +137,12 @@ fn benign_and_host_activity_stays_silent() {
         open("/etcetera/x", 0o1101, 3),         // prefix, not a directory
         event(Detail::Unlink { path: "/tmp/x".into(), syscall: "unlink" }, Some(0)),
         event(
-            Detail::Exec { filename: "/usr/bin/cat".into(), argv: vec!["cat".into()], truncated: false },
+            Detail::Exec {
+                filename: "/usr/bin/cat".into(),
+                argv: vec!["cat".into()],
+                truncated: false,
+                stdio: [boxwatch_model::FdType::Closed; 3],
+            },
             None,
         ),
     ];
