@@ -135,12 +135,20 @@ static __always_inline void fill_header(struct bw_event_header *h, __u32 kind, _
 /* Submit with batched wake-ups: the consumer is woken once wakeup_bytes are
  * queued, or at once for urgent kinds; otherwise it finds the data on its
  * next bounded poll. Per-event wake-ups cost ~3x (design/ebpf-toolchain.md). */
+/* Ring-buffer fill seen at the last submit and its high-water mark, read by
+ * userspace for metrics (racy across CPUs by design: gauges, not counters). */
+__u64 ringbuf_queued = 0;
+__u64 ringbuf_queued_max = 0;
+
 static __always_inline void submit(void *rec, __u32 kind)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 queued = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA);
 
-	if ((urgent_kind_mask & (1ULL << (kind & 63))) ||
-	    bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	ringbuf_queued = queued;
+	if (queued > ringbuf_queued_max)
+		ringbuf_queued_max = queued;
+	if ((urgent_kind_mask & (1ULL << (kind & 63))) || queued >= wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(rec, flags);
 	count(&emitted, kind);

@@ -54,6 +54,39 @@ pub mod kind {
     /// One past the largest kind.
     pub const MAX: u32 = 29;
 
+    /// Metric and log name of each kind, indexed by id (0 is unused).
+    pub const NAMES: [&str; MAX as usize] = [
+        "none",
+        "exec",
+        "fork",
+        "exit",
+        "open",
+        "chmod",
+        "chown",
+        "unlink",
+        "rename",
+        "link",
+        "symlink",
+        "memfd",
+        "connect",
+        "socket",
+        "bind",
+        "listen",
+        "accept",
+        "sendto",
+        "setid",
+        "capset",
+        "ptrace",
+        "mount",
+        "umount",
+        "unshare",
+        "setns",
+        "module",
+        "bpf",
+        "cgroup_mkdir",
+        "cgroup_rmdir",
+    ];
+
     /// Bit of `kind` in a `host_kind_mask` / `urgent_kind_mask`.
     pub const fn bit(kind: u32) -> u64 {
         1u64 << (kind & 63)

@@ -361,6 +361,23 @@ impl Monitor {
         (0..kind::MAX).map(|k| Self::percpu_sum(&self.skel.maps.emitted, k)).collect()
     }
 
+    /// Bytes queued in the ring buffer at the last submit, its high-water mark, and its size.
+    pub fn ringbuf_fill(&self) -> (u64, u64, u64) {
+        let size = u64::from(self.skel.maps.rb.max_entries());
+        match self.skel.maps.bss_data.as_deref() {
+            // SAFETY: the fields are aligned u64s in the mmap'd .bss that the kernel updates
+            // concurrently; volatile loads read the current value without assuming it is stable.
+            Some(b) => unsafe {
+                (
+                    std::ptr::read_volatile(&b.ringbuf_queued),
+                    std::ptr::read_volatile(&b.ringbuf_queued_max),
+                    size,
+                )
+            },
+            None => (0, 0, size),
+        }
+    }
+
     /// A reader of the ring buffer that hands every record to `on_record`.
     /// The callback must not block or panic (a panic would cross libbpf's C frame).
     pub fn reader<'a, F>(&'a self, mut on_record: F) -> Result<RingReader<'a>, Error>

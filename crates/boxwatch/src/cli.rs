@@ -92,6 +92,12 @@ pub struct RunArgs {
     /// busy hosts, but alerts lose the runtime-side ancestry (containerd-shim, runc).
     #[arg(long)]
     pub no_host_lineage: bool,
+    /// Address of the Prometheus /metrics and /healthz endpoint.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Do not serve /metrics.
+    #[arg(long)]
+    pub no_metrics: bool,
     /// Stop after this many seconds (0: run until SIGINT/SIGTERM).
     #[arg(long, default_value_t = 0)]
     pub duration: u64,

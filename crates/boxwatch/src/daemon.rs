@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -26,16 +26,9 @@ use boxwatch_rules::{Ancestor, Context as DetectContext, Lineage, detect};
 use crate::cgroups;
 use crate::cli::RunArgs;
 use crate::clock::{WallClock, hostname, monotonic_ns};
+use crate::metrics::{self, Metrics};
 use crate::output::Sinks;
 use crate::procfs::{self, CgroupIds, StartClock};
-
-/// Userspace counters shared by the reader and the processor.
-#[derive(Debug, Default)]
-struct Counters {
-    received: AtomicU64,
-    decode_errors: AtomicU64,
-    queue_full: AtomicU64,
-}
 
 /// Parse `--host-events` names into a kind mask.
 pub fn kind_mask(names: &[String]) -> Result<u64> {
@@ -70,6 +63,7 @@ pub fn kind_mask(names: &[String]) -> Result<u64> {
 /// The processor's state.
 struct Processor<'m> {
     monitor: &'m Monitor,
+    metrics: &'m Metrics,
     cgroup_root: PathBuf,
     table: ContainerTable,
     /// Every process we know of: container processes and, for lineage, the
@@ -88,9 +82,6 @@ struct Processor<'m> {
     hostname: String,
     all_processes: bool,
     host_mask: u64,
-    events_out: u64,
-    alerts_out: u64,
-    map_errors: u64,
 }
 
 impl Processor<'_> {
@@ -100,7 +91,7 @@ impl Processor<'_> {
         let class =
             if matches!(learned, Learned::Host) { cgroup_class::HOST } else { cgroup_class::CONTAINER };
         if self.monitor.set_cgroup_class(id, class).is_err() {
-            self.map_errors += 1;
+            self.metrics.filter_map_errors.fetch_add(1, Ordering::Relaxed);
         }
         if let Learned::NewContainer(c) = &learned {
             self.sinks.container(wall_ns, action, c);
@@ -154,6 +145,7 @@ impl Processor<'_> {
         if ev.ktime_ns.saturating_sub(self.last_evict_ns) > 1_000_000_000 {
             self.tree.evict(ev.ktime_ns);
             self.last_evict_ns = ev.ktime_ns;
+            self.publish_gauges();
         }
         let wanted =
             container.is_some() || self.all_processes || self.host_mask & kind::bit(ev.detail.kind()) != 0;
@@ -189,10 +181,11 @@ impl Processor<'_> {
             exec_id.as_deref(),
             parent_exec_id.flatten().as_deref(),
         );
-        self.events_out += 1;
+        self.metrics.events[ev.detail.kind() as usize % self.metrics.events.len()]
+            .fetch_add(1, Ordering::Relaxed);
         for a in &alerts {
             self.sinks.alert(a);
-            self.alerts_out += 1;
+            self.metrics.alert(&a.rule, &format!("{:?}", a.priority));
         }
     }
 
@@ -221,6 +214,18 @@ impl Processor<'_> {
         }
     }
 
+    /// Copy the table and tree sizes into the metrics.
+    fn publish_gauges(&self) {
+        let m = self.metrics;
+        let t = self.tree.stats();
+        m.containers.store(self.table.containers().count() as u64, Ordering::Relaxed);
+        m.cgroups.store(self.table.cgroup_count() as u64, Ordering::Relaxed);
+        m.processes_live.store(t.live as u64, Ordering::Relaxed);
+        m.processes_exited.store(t.exited as u64, Ordering::Relaxed);
+        m.processes_evicted.store((t.evicted_exited + t.evicted_over_cap) as u64, Ordering::Relaxed);
+        m.output_write_errors.store(self.sinks.stats.write_errors, Ordering::Relaxed);
+    }
+
     /// Ancestry of a process for alerts.
     fn lineage(&self, pid: u32, start_ns: u64) -> Lineage {
         let Some(n) = self.tree.lookup(pid, start_ns) else { return Lineage::default() };
@@ -247,26 +252,28 @@ impl Processor<'_> {
     }
 }
 
-fn stats_line(monitor: &Monitor, c: &Counters, p: &Processor<'_>) -> String {
+fn stats_line(monitor: &Monitor, m: &Metrics) -> String {
     let kd = monitor.kernel_drops();
     let emitted: u64 = monitor.kernel_emitted().iter().sum();
     let mut s = format!(
-        "boxwatch: stats kernel_emitted={emitted} received={} events_out={} alerts={} containers={} cgroups={} drops:",
-        c.received.load(Ordering::Relaxed),
-        p.events_out,
-        p.alerts_out,
-        p.table.containers().count(),
-        p.table.cgroup_count(),
+        "boxwatch: stats kernel_emitted={emitted} received={} events_out={} alerts={} containers={} cgroups={} \
+         processes={} drops:",
+        m.received.load(Ordering::Relaxed),
+        m.events_total(),
+        m.alerts_total(),
+        m.containers.load(Ordering::Relaxed),
+        m.cgroups.load(Ordering::Relaxed),
+        m.processes_live.load(Ordering::Relaxed),
     );
     for (i, n) in kd.iter().enumerate() {
         s.push_str(&format!(" {}={n}", drop_cause::NAMES[i]));
     }
     s.push_str(&format!(
         " userspace_queue_full={} decode_errors={} output_write_errors={} filter_map_errors={}",
-        c.queue_full.load(Ordering::Relaxed),
-        c.decode_errors.load(Ordering::Relaxed),
-        p.sinks.stats.write_errors,
-        p.map_errors,
+        m.queue_full.load(Ordering::Relaxed),
+        m.decode_errors.load(Ordering::Relaxed),
+        m.output_write_errors.load(Ordering::Relaxed),
+        m.filter_map_errors.load(Ordering::Relaxed),
     ));
     s
 }
@@ -299,8 +306,14 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
     // SAFETY: malloc_trim has no preconditions.
     unsafe { libc::malloc_trim(0) };
 
+    let metrics = Metrics::default();
+    let listener = match args.metrics_addr {
+        Some(addr) if !args.no_metrics => Some(metrics::bind(addr)?),
+        _ => None,
+    };
     let mut p = Processor {
         monitor: &monitor,
+        metrics: &metrics,
         cgroup_root: cgroup_root.clone(),
         table: ContainerTable::new(),
         tree: ProcessTree::default(),
@@ -314,9 +327,6 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         hostname: hostname(),
         all_processes: args.all_processes,
         host_mask,
-        events_out: 0,
-        alerts_out: 0,
-        map_errors: 0,
     };
     // Seed from the cgroup tree: containers that exist before start are
     // classified before the first event is read.
@@ -341,7 +351,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
     };
     eprintln!(
         "boxwatch: ready: {} hooks attached, {} degraded{}{fallback}; {} containers, {} cgroups, {seeded} processes; \
-         loaded in {load_ms} ms; logs in {}",
+         loaded in {load_ms} ms; logs in {}; metrics {}",
         cov.attached(),
         degraded.len(),
         if degraded.is_empty() {
@@ -352,22 +362,30 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         p.table.containers().count(),
         p.table.cgroup_count(),
         args.log_dir.display(),
+        listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or_else(|| "off".to_string(), |a| format!("on http://{a}/metrics")),
     );
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("install signal handler")?;
     }
-    let counters = Counters::default();
     let (tx, rx) = sync_channel::<Event>(args.queue as usize);
     let latency = Duration::from_millis(args.latency_ms);
     let deadline = (args.duration > 0).then(|| Instant::now() + Duration::from_secs(args.duration));
     let stats_every = (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval));
 
+    let done = AtomicBool::new(false);
     std::thread::scope(|s| -> Result<()> {
         let reader_stop = Arc::clone(&stop);
-        let counters = &counters;
+        let counters = &metrics;
         let monitor = &monitor;
+        if let Some(l) = listener {
+            let (m, done) = (&metrics, &done);
+            s.spawn(move || metrics::serve(l, m, monitor, done));
+        }
         let reader = s.spawn(move || -> Result<()> {
             let rb = monitor.reader(|data| {
                 counters.received.fetch_add(1, Ordering::Relaxed);
@@ -409,16 +427,19 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
             if let Some(every) = stats_every
                 && last_stats.elapsed() >= every
             {
-                eprintln!("{}", stats_line(monitor, counters, &p));
+                p.publish_gauges();
+                eprintln!("{}", stats_line(monitor, counters));
                 p.clock.resync();
                 last_stats = Instant::now();
             }
         }
         p.sinks.flush();
+        p.publish_gauges();
+        done.store(true, Ordering::Relaxed);
         reader.join().map_err(|_| anyhow::anyhow!("ring-buffer reader thread panicked"))??;
         Ok(())
     })?;
-    eprintln!("{}", stats_line(&monitor, &counters, &p));
+    eprintln!("{}", stats_line(&monitor, &metrics));
     Ok(())
 }
 

@@ -33,6 +33,28 @@ fn shadow_read_and_etc_write_in_container_raise_alerts() {
     assert_eq!(w["output_fields"]["container.id"], &id[..12]);
     assert_eq!(w["output_fields"]["fd.name"], "/etc/x");
     assert_eq!(w["source"], "syscall");
+
+    // The same alerts are counted in /metrics, and every drop cause is exported.
+    let health = d.http_get("/healthz");
+    assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"), "{health}");
+    let m = d.http_get("/metrics");
+    let value = |line: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{line} missing from /metrics:\n{m}"))
+    };
+    assert!(
+        value(r#"boxwatch_alerts_total{rule="Sensitive file read in a container",priority="Warning"}"#)
+            >= 1.0
+    );
+    assert!(
+        value(r#"boxwatch_alerts_total{rule="Write below /etc in a container",priority="Error"}"#) >= 1.0
+    );
+    assert!(value(r#"boxwatch_events_total{kind="open"}"#) >= 2.0);
+    for cause in ["kernel_ringbuf_full", "kernel_inflight_full", "userspace_queue_full", "decode_errors"] {
+        assert_eq!(value(&format!("boxwatch_drops_total{{cause=\"{cause}\"}}")), 0.0, "{cause}");
+    }
+    assert!(value("process_resident_memory_bytes") > 1e6);
     let stats = d.stop();
     assert!(stats.contains("kernel_ringbuf_full=0") && stats.contains("userspace_queue_full=0"), "{stats}");
 }

@@ -27,7 +27,8 @@ impl Daemon {
         );
         let log_dir = std::env::temp_dir().join(format!("boxwatch-test-{}", super::random_hex(6)));
         let mut child = Command::new(env!("CARGO_BIN_EXE_boxwatch"))
-            .args(["run", "--output", "json", "--log-dir"])
+            // Port 0: tests run daemons in parallel; the ready line names the bound address.
+            .args(["run", "--output", "json", "--metrics-addr", "127.0.0.1:0", "--log-dir"])
             .arg(&log_dir)
             .args(extra)
             .stdout(Stdio::piped())
@@ -67,6 +68,23 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         d
+    }
+
+    /// GET `path` from the daemon's metrics endpoint (address from its ready line).
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let text = self.stderr_text();
+        let addr = text
+            .split("metrics on http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_else(|| panic!("no metrics address in the ready line:\n{text}"))
+            .to_string();
+        let mut c = std::net::TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("send request");
+        let mut body = String::new();
+        c.read_to_string(&mut body).expect("read response");
+        body
     }
 
     pub fn stderr_text(&self) -> String {
