@@ -92,6 +92,16 @@ pub struct RunArgs {
     /// busy hosts, but alerts lose the runtime-side ancestry (containerd-shim, runc).
     #[arg(long)]
     pub no_host_lineage: bool,
+    /// containerd socket(s) to ask for container names, images, pods and labels
+    /// (repeatable; default: the usual containerd, k3s, microk8s and docker paths).
+    #[arg(long)]
+    pub containerd_socket: Vec<PathBuf>,
+    /// Docker Engine socket to ask for container metadata.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub docker_socket: PathBuf,
+    /// Do not ask container runtimes for metadata (alerts then say it is unavailable).
+    #[arg(long)]
+    pub no_runtime_lookup: bool,
     /// Address of the Prometheus /metrics and /healthz endpoint.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics_addr: Option<std::net::SocketAddr>,

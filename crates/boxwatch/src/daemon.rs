@@ -21,11 +21,13 @@ use boxwatch_abi::{cgroup_class, drop_cause, flags, kind};
 use boxwatch_bpf::{Monitor, MonitorConfig};
 use boxwatch_model::process::{Entry, ProcessTree};
 use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, Learned, decode};
-use boxwatch_rules::{Ancestor, Context as DetectContext, Lineage, detect};
+use boxwatch_rules::{Alert, Ancestor, Context as DetectContext, Lineage, detect};
+use boxwatch_runtime::EnricherConfig;
 
 use crate::cgroups;
 use crate::cli::RunArgs;
 use crate::clock::{WallClock, hostname, monotonic_ns};
+use crate::enrich::Enrichment;
 use crate::metrics::{self, Metrics};
 use crate::output::Sinks;
 use crate::procfs::{self, CgroupIds, StartClock};
@@ -78,6 +80,7 @@ struct Processor<'m> {
     /// cgroup ids searched for and not found (avoid rescanning for each event).
     unresolved: HashSet<u64>,
     sinks: Sinks,
+    enrich: Enrichment,
     clock: WallClock,
     hostname: String,
     all_processes: bool,
@@ -94,6 +97,7 @@ impl Processor<'_> {
             self.metrics.filter_map_errors.fetch_add(1, Ordering::Relaxed);
         }
         if let Learned::NewContainer(c) = &learned {
+            self.enrich.container_seen(c);
             self.sinks.container(wall_ns, action, c);
         }
         learned
@@ -128,6 +132,7 @@ impl Processor<'_> {
                 self.monitor.forget_cgroup(*id);
                 if let Some(c) = self.table.forget(*id) {
                     self.sinks.container(wall_ns, "exited", &c);
+                    self.enrich.container_gone(&c.id);
                 }
                 return;
             }
@@ -174,19 +179,36 @@ impl Processor<'_> {
             }
         }
         let (exec_id, parent_exec_id) = ids.unzip();
+        let meta = container.as_ref().and_then(|c| self.enrich.metadata(&c.id));
         self.sinks.event(
             wall_ns,
             &ev,
             container.as_deref(),
+            meta,
             exec_id.as_deref(),
             parent_exec_id.flatten().as_deref(),
         );
-        self.metrics.events[ev.detail.kind() as usize % self.metrics.events.len()]
-            .fetch_add(1, Ordering::Relaxed);
+        let kind = ev.detail.kind() as usize % self.metrics.events.len();
+        self.metrics.events[kind].fetch_add(1, Ordering::Relaxed);
+        let mut ready = Vec::new();
+        for a in alerts {
+            self.enrich.complete_or_hold(a, container.as_ref().map(|c| c.id.as_str()), &mut ready);
+        }
+        self.emit(ready);
+    }
+
+    fn emit(&mut self, alerts: Vec<Alert>) {
         for a in &alerts {
             self.sinks.alert(a);
             self.metrics.alert(&a.rule, &format!("{:?}", a.priority));
         }
+    }
+
+    /// Runtime lookups that finished, and held alerts now complete (or out of time).
+    fn poll_enrichment(&mut self) {
+        let mut ready = Vec::new();
+        self.enrich.poll(&mut ready);
+        self.emit(ready);
     }
 
     /// A parent we have never seen started before us: read it (and its
@@ -222,7 +244,7 @@ impl Processor<'_> {
         m.cgroups.store(self.table.cgroup_count() as u64, Ordering::Relaxed);
         m.processes_live.store(t.live as u64, Ordering::Relaxed);
         m.processes_exited.store(t.exited as u64, Ordering::Relaxed);
-        m.processes_evicted.store((t.evicted_exited + t.evicted_over_cap) as u64, Ordering::Relaxed);
+        m.processes_evicted.store(t.evicted_exited + t.evicted_over_cap, Ordering::Relaxed);
         m.output_write_errors.store(self.sinks.stats.write_errors, Ordering::Relaxed);
     }
 
@@ -323,6 +345,15 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         last_evict_ns: 0,
         unresolved: HashSet::new(),
         sinks,
+        enrich: Enrichment::start((!args.no_runtime_lookup).then(|| EnricherConfig {
+            containerd_sockets: if args.containerd_socket.is_empty() {
+                EnricherConfig::default().containerd_sockets
+            } else {
+                args.containerd_socket.clone()
+            },
+            docker_socket: Some(args.docker_socket.clone()),
+            ..EnricherConfig::default()
+        })),
         clock: WallClock::new(),
         hostname: hostname(),
         all_processes: args.all_processes,
@@ -414,11 +445,13 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
                 Ok(ev) => {
                     p.handle(ev);
                     if last_flush.elapsed() >= latency {
+                        p.poll_enrichment();
                         p.sinks.flush();
                         last_flush = Instant::now();
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    p.poll_enrichment();
                     p.sinks.flush();
                     last_flush = Instant::now();
                 }
@@ -433,6 +466,9 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
                 last_stats = Instant::now();
             }
         }
+        let mut held = Vec::new();
+        p.enrich.drain(&mut held);
+        p.emit(held);
         p.sinks.flush();
         p.publish_gauges();
         done.store(true, Ordering::Relaxed);

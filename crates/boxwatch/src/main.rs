@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod clock;
 mod daemon;
+mod enrich;
 mod metrics;
 mod output;
 mod procfs;

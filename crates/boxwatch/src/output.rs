@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use boxwatch_model::{ContainerRef, Detail, Event};
 use boxwatch_rules::time::rfc3339_ns;
 use boxwatch_rules::{Alert, Priority};
+use boxwatch_runtime::Metadata;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, RunArgs, StdoutContent};
@@ -23,6 +24,9 @@ struct EventLine<'a> {
     ty: &'static str,
     time: String,
     container: Option<&'a ContainerRef>,
+    /// Runtime metadata of the container (name, image, pod, labels), once known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_meta: Option<&'a Metadata>,
     /// Stable id of the process image (pid:start_ns:exec generation).
     #[serde(skip_serializing_if = "Option::is_none")]
     exec_id: Option<&'a str>,
@@ -107,6 +111,7 @@ impl Sinks {
         wall_ns: u64,
         ev: &Event,
         container: Option<&ContainerRef>,
+        container_meta: Option<&Metadata>,
         exec_id: Option<&str>,
         parent_exec_id: Option<&str>,
     ) {
@@ -116,6 +121,7 @@ impl Sinks {
                 ty: "event",
                 time: rfc3339_ns(wall_ns),
                 container,
+                container_meta,
                 exec_id,
                 parent_exec_id,
                 event: ev,

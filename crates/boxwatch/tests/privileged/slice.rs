@@ -84,3 +84,41 @@ fn check_reports_this_kernel_and_refuses_unprivileged() {
     assert!(text.contains("lacks CAP_SYS_ADMIN"), "{text}");
     assert!(text.contains("NOT READY"), "{text}");
 }
+
+#[test]
+fn alerts_carry_runtime_metadata_from_containerd() {
+    let ctrd = Containerd::start();
+    let sock = ctrd.address().display().to_string();
+    let d = Daemon::start(&["--containerd-socket", &sock]);
+    let id = random_container_id();
+    let out = ctrd.run_with(
+        &id,
+        &docker_cgroup(&id),
+        &["--label", "app=shop", "--label", "tier=web"],
+        &["sh", "-c", "cat /etc/shadow >/dev/null"],
+        T,
+    );
+    out.assert_success();
+    let a = d.wait_for("sensitive-file alert with metadata", T, |v| {
+        v["rule"] == "Sensitive file read in a container"
+            && v["output_fields"]["boxwatch.container.full_id"] == id.as_str()
+    });
+    let f = &a["output_fields"];
+    assert_eq!(f["boxwatch.container.metadata"], "complete (containerd)", "{a}");
+    assert_eq!(f["container.image.repository"], "docker.io/boxwatch/hostusr");
+    assert_eq!(f["container.image.tag"], "test");
+    assert_eq!(f["container.name"], id.as_str());
+    assert_eq!(f["container.labels"]["app"], "shop");
+    assert_eq!(f["boxwatch.container.namespace"], ctrd.namespace());
+
+    // Without a reachable runtime socket the alert still ships at once, and says why.
+    let d2 = Daemon::start(&["--containerd-socket", "/nonexistent/containerd.sock"]);
+    let id2 = random_container_id();
+    ctrd.run(&id2, &docker_cgroup(&id2), &["sh", "-c", "cat /etc/shadow >/dev/null"], T).assert_success();
+    let a2 = d2.wait_for("alert without metadata", T, |v| {
+        v["rule"] == "Sensitive file read in a container"
+            && v["output_fields"]["boxwatch.container.full_id"] == id2.as_str()
+    });
+    let status = a2["output_fields"]["boxwatch.container.metadata"].as_str().unwrap_or_default().to_string();
+    assert!(status.starts_with("unavailable:") && status.contains("/nonexistent/containerd.sock"), "{a2}");
+}
