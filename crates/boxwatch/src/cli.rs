@@ -92,6 +92,13 @@ pub struct RunArgs {
     /// busy hosts, but alerts lose the runtime-side ancestry (containerd-shim, runc).
     #[arg(long)]
     pub no_host_lineage: bool,
+    /// POST every alert (Falco JSON) to this http:// URL, e.g. falcosidekick's
+    /// `http://falcosidekick:2801/`. Retries with backoff; a full queue is counted.
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// Alerts the webhook output may queue while the receiver is slow or down.
+    #[arg(long, default_value_t = 10_000)]
+    pub webhook_queue: usize,
     /// containerd socket(s) to ask for container names, images, pods and labels
     /// (repeatable; default: the usual containerd, k3s, microk8s and docker paths).
     #[arg(long)]

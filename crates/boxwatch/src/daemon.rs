@@ -246,6 +246,11 @@ impl Processor<'_> {
         m.processes_exited.store(t.exited as u64, Ordering::Relaxed);
         m.processes_evicted.store(t.evicted_exited + t.evicted_over_cap, Ordering::Relaxed);
         m.output_write_errors.store(self.sinks.stats.write_errors, Ordering::Relaxed);
+        if let Some(w) = &self.sinks.webhook {
+            m.webhook_sent.store(w.stats.sent.load(Ordering::Relaxed), Ordering::Relaxed);
+            m.webhook_queue_full.store(w.stats.dropped_queue_full.load(Ordering::Relaxed), Ordering::Relaxed);
+            m.webhook_failed.store(w.stats.dropped_failed.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 
     /// Ancestry of a process for alerts.
@@ -291,11 +296,15 @@ fn stats_line(monitor: &Monitor, m: &Metrics) -> String {
         s.push_str(&format!(" {}={n}", drop_cause::NAMES[i]));
     }
     s.push_str(&format!(
-        " userspace_queue_full={} decode_errors={} output_write_errors={} filter_map_errors={}",
+        " userspace_queue_full={} decode_errors={} output_write_errors={} filter_map_errors={} \
+         webhook_queue_full={} webhook_failed={} webhook_sent={}",
         m.queue_full.load(Ordering::Relaxed),
         m.decode_errors.load(Ordering::Relaxed),
         m.output_write_errors.load(Ordering::Relaxed),
         m.filter_map_errors.load(Ordering::Relaxed),
+        m.webhook_queue_full.load(Ordering::Relaxed),
+        m.webhook_failed.load(Ordering::Relaxed),
+        m.webhook_sent.load(Ordering::Relaxed),
     ));
     s
 }
@@ -470,6 +479,9 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         p.enrich.drain(&mut held);
         p.emit(held);
         p.sinks.flush();
+        if let Some(w) = p.sinks.webhook.as_mut() {
+            w.finish(Duration::from_secs(10));
+        }
         p.publish_gauges();
         done.store(true, Ordering::Relaxed);
         reader.join().map_err(|_| anyhow::anyhow!("ring-buffer reader thread panicked"))??;

@@ -12,6 +12,7 @@ mod metrics;
 mod output;
 mod procfs;
 mod ps;
+mod webhook;
 
 use std::process::ExitCode;
 

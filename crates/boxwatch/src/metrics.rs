@@ -32,6 +32,9 @@ pub struct Metrics {
     pub processes_live: AtomicU64,
     pub processes_exited: AtomicU64,
     pub processes_evicted: AtomicU64,
+    pub webhook_sent: AtomicU64,
+    pub webhook_queue_full: AtomicU64,
+    pub webhook_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -104,6 +107,8 @@ pub fn render(m: &Metrics, monitor: &Monitor) -> String {
         ("userspace_queue_full", &m.queue_full),
         ("decode_errors", &m.decode_errors),
         ("output_write_errors", &m.output_write_errors),
+        ("webhook_queue_full", &m.webhook_queue_full),
+        ("webhook_failed", &m.webhook_failed),
     ] {
         let _ = writeln!(s, "boxwatch_drops_total{{cause=\"{cause}\"}} {}", c.load(Ordering::Relaxed));
     }

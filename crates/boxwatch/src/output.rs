@@ -17,6 +17,7 @@ use boxwatch_runtime::Metadata;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, RunArgs, StdoutContent};
+use crate::webhook::Webhook;
 
 #[derive(Serialize)]
 struct EventLine<'a> {
@@ -58,6 +59,7 @@ pub struct Sinks {
     stdout_broken: bool,
     events: Option<BufWriter<File>>,
     alerts: BufWriter<File>,
+    pub webhook: Option<Webhook>,
     pub stats: OutputStats,
 }
 
@@ -92,6 +94,10 @@ impl Sinks {
             stdout_broken: false,
             events: if args.no_event_log { None } else { Some(open_log(&args.log_dir, "events.jsonl")?) },
             alerts: open_log(&args.log_dir, "alerts.jsonl")?,
+            webhook: match &args.webhook {
+                Some(url) => Some(Webhook::start(url, args.webhook_queue)?),
+                None => None,
+            },
             stats: OutputStats::default(),
         })
     }
@@ -180,6 +186,9 @@ impl Sinks {
         let j = serde_json::to_string(a).unwrap_or_default();
         if writeln!(self.alerts, "{j}").and_then(|_| self.alerts.flush()).is_err() {
             self.stats.write_errors += 1;
+        }
+        if let Some(w) = &self.webhook {
+            w.send(&j);
         }
         match self.format {
             Some((false, _)) => self.write_stdout(&j),

@@ -1,0 +1,106 @@
+//! The webhook output against a falcosidekick-compatible receiver: every
+//! alert arrives as one POST whose JSON has Falco's payload shape (what
+//! falcosidekick decodes: output, priority, rule, time, output_fields,
+//! source, tags, hostname), identical to the line in alerts.jsonl.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(20);
+const PRIORITIES: [&str; 8] =
+    ["Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Informational", "Debug"];
+
+/// A minimal receiver speaking HTTP/1.1 like falcosidekick's `/` endpoint: it
+/// rejects (400) a body that is not a Falco payload, and answers 200 otherwise.
+fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+    let url = format!("http://{}/", l.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            let mut line = String::new();
+            let mut first = String::new();
+            r.read_line(&mut first).unwrap();
+            loop {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; len];
+            r.read_exact(&mut body).unwrap();
+            let ok = first.starts_with("POST / ") && is_falco_payload(&body);
+            if ok {
+                g.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            }
+            let status = if ok { "200 OK" } else { "400 Bad Request" };
+            let mut c = conn;
+            let _ = write!(c, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+fn is_falco_payload(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return false };
+    let s = |k: &str| v[k].as_str().is_some_and(|x| !x.is_empty());
+    let time_ok = v["time"].as_str().is_some_and(|t| t.len() == 30 && t.ends_with('Z') && &t[10..11] == "T");
+    s("output")
+        && s("rule")
+        && s("source")
+        && s("hostname")
+        && time_ok
+        && v["priority"].as_str().is_some_and(|p| PRIORITIES.contains(&p))
+        && v["output_fields"].is_object()
+        && v["tags"].as_array().is_some_and(|t| t.iter().all(Value::is_string))
+}
+
+#[test]
+fn alerts_are_posted_to_a_falcosidekick_compatible_receiver() {
+    let (url, got) = receiver();
+    let ctrd = Containerd::start();
+    let d = Daemon::start(&["--webhook", &url]);
+    let id = random_container_id();
+    ctrd.run(&id, &docker_cgroup(&id), &["sh", "-c", "cat /etc/shadow >/dev/null; touch /etc/x"], T)
+        .assert_success();
+    let mine = |v: &Value| v["output_fields"]["boxwatch.container.full_id"] == id.as_str();
+    d.wait_for("write-below-etc alert on stdout", T, |v| {
+        v["rule"] == "Write below /etc in a container" && mine(v)
+    });
+    let t0 = std::time::Instant::now();
+    while got.lock().unwrap().iter().filter(|v| mine(v)).count() < 3 {
+        assert!(t0.elapsed() < T, "receiver got: {:?}", got.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // alerts.jsonl is flushed per alert; the log directory goes away with the daemon.
+    let mut log = String::new();
+    std::fs::File::open(d.log_dir.join("alerts.jsonl")).unwrap().read_to_string(&mut log).unwrap();
+    let stats = d.stop();
+    assert!(stats.contains("webhook_queue_full=0 webhook_failed=0"), "{stats}");
+    let posted: Vec<Value> = got.lock().unwrap().iter().filter(|v| mine(v)).cloned().collect();
+    let rules: Vec<&str> = posted.iter().map(|v| v["rule"].as_str().unwrap()).collect();
+    for r in [
+        "Shell spawned in a container",
+        "Sensitive file read in a container",
+        "Write below /etc in a container",
+    ] {
+        assert!(rules.contains(&r), "{r} not posted: {rules:?}");
+    }
+    // What was posted is exactly what alerts.jsonl holds.
+    let logged: Vec<Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|v| mine(v)).collect();
+    assert_eq!(posted, logged);
+}
