@@ -58,6 +58,8 @@
 #define BW_OP_NONE 0
 #define BW_OP_OPENAT 1
 #define BW_OP_OPENAT2 2
+#define BW_OP_OPEN 3
+#define BW_OP_CREAT 4
 #define BW_OP_CHMOD 10
 #define BW_OP_FCHMOD 11
 #define BW_OP_FCHMODAT 12

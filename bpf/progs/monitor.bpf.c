@@ -416,7 +416,7 @@ static __always_inline struct strspec spec_for(__u32 kind, __u32 op)
 	struct strspec s = { NO_ARG, NO_ARG, NO_ARG, NO_ARG };
 
 	switch (kind) {
-	case BW_EV_OPEN: s.s0 = 1; break;
+	case BW_EV_OPEN: s.s0 = (op == BW_OP_OPEN || op == BW_OP_CREAT) ? 0 : 1; break;
 	case BW_EV_CHMOD:
 	case BW_EV_CHOWN:
 		if (op == BW_OP_CHMOD || op == BW_OP_CHOWN || op == BW_OP_LCHOWN)
@@ -617,6 +617,8 @@ static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx)
 		return sys_exit(ctx);                                         \
 	}
 
+SYSCALL(open, BW_EV_OPEN, BW_OP_OPEN, 3)
+SYSCALL(creat, BW_EV_OPEN, BW_OP_CREAT, 2)
 SYSCALL(openat, BW_EV_OPEN, BW_OP_OPENAT, 4)
 SYSCALL(openat2, BW_EV_OPEN, BW_OP_OPENAT2, 4)
 SYSCALL(chmod, BW_EV_CHMOD, BW_OP_CHMOD, 2)

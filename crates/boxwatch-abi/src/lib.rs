@@ -98,6 +98,8 @@ pub mod op {
     pub const NONE: u32 = 0;
     pub const OPENAT: u32 = 1;
     pub const OPENAT2: u32 = 2;
+    pub const OPEN: u32 = 3;
+    pub const CREAT: u32 = 4;
     pub const CHMOD: u32 = 10;
     pub const FCHMOD: u32 = 11;
     pub const FCHMODAT: u32 = 12;

@@ -483,12 +483,16 @@ fn detail(e: &abi::SyscallEvent) -> Result<Detail, DecodeError> {
         kind::FORK => Detail::Fork { child_pid: a[0] as u32, child_start_ns: a[1] },
         kind::EXIT => Detail::Exit { code: ((a[0] >> 8) & 0xff) as i32, signal: (a[0] & 0x7f) as i32 },
         kind::OPEN => {
-            let syscall = match e.op {
-                op::OPENAT => "openat",
-                op::OPENAT2 => "openat2",
+            const AT_FDCWD: i32 = -100;
+            const CREAT_FLAGS: u64 = 0o1101; // O_WRONLY | O_CREAT | O_TRUNC
+            let (syscall, dirfd, flags, mode) = match e.op {
+                op::OPENAT => ("openat", fd(0), a[2], a[3]),
+                op::OPENAT2 => ("openat2", fd(0), a[2], a[3]),
+                op::OPEN => ("open", AT_FDCWD, a[1], a[2]),
+                op::CREAT => ("creat", AT_FDCWD, CREAT_FLAGS, a[1]),
                 _ => return Err(unknown()),
             };
-            Detail::Open { path: str_at(e, 0), dirfd: fd(0), flags: a[2], mode: a[3] as u32, syscall }
+            Detail::Open { path: str_at(e, 0), dirfd, flags, mode: mode as u32, syscall }
         }
         kind::CHMOD => {
             let (syscall, has_path, mode) = match e.op {

@@ -40,7 +40,7 @@ pub struct Alert {
 pub struct Lineage {
     pub exec_id: String,
     pub parent_exec_id: Option<String>,
-    /// "container_init", "exec_into:<via>", or `None` when unknown.
+    /// `container_init`, `exec_into:VIA`, or `None` when unknown.
     pub entry: Option<String>,
     pub ancestors: Vec<Ancestor>,
 }

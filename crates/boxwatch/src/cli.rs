@@ -29,6 +29,8 @@ pub enum Command {
     /// Measure the monitor's cost: added ns per openat+close for a monitored
     /// (container cgroup) and a filtered-out (host) process, and daemon RSS.
     Bench(BenchArgs),
+    /// Validate, test and list detection rules.
+    Rules(RulesArgs),
     /// The live process tree of every container, with the runtime processes
     /// (containerd-shim, runc, conmon) above each container's processes.
     Ps(PsArgs),
@@ -99,6 +101,13 @@ pub struct RunArgs {
     /// Alerts the webhook output may queue while the receiver is slow or down.
     #[arg(long, default_value_t = 10_000)]
     pub webhook_queue: usize,
+    /// Extra rules files or directories (every *.yaml inside), loaded after the
+    /// default pack; they may add rules or override default ones. SIGHUP reloads.
+    #[arg(long = "rules")]
+    pub rules: Vec<PathBuf>,
+    /// Do not load the embedded default rule pack.
+    #[arg(long)]
+    pub no_default_rules: bool,
     /// containerd socket(s) to ask for container names, images, pods and labels
     /// (repeatable; default: the usual containerd, k3s, microk8s and docker paths).
     #[arg(long)]
@@ -134,6 +143,35 @@ pub struct BenchArgs {
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Compile the default pack plus FILEs/directories; report every error as file:line:column.
+    Check {
+        files: Vec<PathBuf>,
+        /// Check only FILEs, without the embedded default pack.
+        #[arg(long)]
+        no_default_rules: bool,
+    },
+    /// Run every rule's embedded examples (exit 1 on any failure).
+    Test {
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        no_default_rules: bool,
+    },
+    /// List the rules: id, severity, class, enabled, name, why, MITRE ids.
+    List {
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        no_default_rules: bool,
+    },
 }
 
 #[derive(Debug, Args)]

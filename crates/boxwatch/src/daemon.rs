@@ -20,8 +20,9 @@ use anyhow::{Context, Result, bail};
 use boxwatch_abi::{cgroup_class, drop_cause, flags, kind};
 use boxwatch_bpf::{Monitor, MonitorConfig};
 use boxwatch_model::process::{Entry, ProcessTree};
-use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, Learned, decode};
-use boxwatch_rules::{Alert, Ancestor, Context as DetectContext, Lineage, detect};
+use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, FdType, Learned, decode};
+use boxwatch_rules::engine::{Input, RuleSet, Stateful, StatefulConfig};
+use boxwatch_rules::{Alert, Ancestor, Lineage};
 use boxwatch_runtime::EnricherConfig;
 
 use crate::cgroups;
@@ -31,6 +32,7 @@ use crate::enrich::Enrichment;
 use crate::metrics::{self, Metrics};
 use crate::output::Sinks;
 use crate::procfs::{self, CgroupIds, StartClock};
+use crate::rules::RuleSources;
 
 /// Parse `--host-events` names into a kind mask.
 pub fn kind_mask(names: &[String]) -> Result<u64> {
@@ -81,6 +83,9 @@ struct Processor<'m> {
     unresolved: HashSet<u64>,
     sinks: Sinks,
     enrich: Enrichment,
+    rules: RuleSet,
+    rule_sources: RuleSources,
+    stateful: Stateful,
     clock: WallClock,
     hostname: String,
     all_processes: bool,
@@ -162,16 +167,36 @@ impl Processor<'_> {
             let parent = n.parent.and_then(|k| self.tree.lookup(k.pid, k.start_ns));
             (n.exec_id().to_string(), parent.map(|p| p.exec_id().to_string()))
         });
-        let ctx = DetectContext {
-            container: container.as_deref(),
-            exe: node.and_then(|n| n.exe.as_deref()),
-            cmdline: None,
-            wall_ns,
-            hostname: &self.hostname,
-        };
-        let cmdline = node.map(|n| n.argv.join(" "));
-        let ctx = DetectContext { cmdline: cmdline.as_deref().filter(|c| !c.is_empty()), ..ctx };
-        let mut alerts = detect(&ev, &ctx);
+        let mut alerts = Vec::new();
+        {
+            let meta = container.as_ref().and_then(|c| self.enrich.metadata(&c.id));
+            let ancestors: Vec<&str> = node
+                .map_or_else(Vec::new, |n| self.tree.ancestors_of(n).into_iter().map(|a| &*a.comm).collect());
+            let parent = node.and_then(|n| n.parent).and_then(|k| self.tree.lookup(k.pid, k.start_ns));
+            let entry = node.and_then(|n| n.entry).map(entry_name);
+            let stdio_is_socket = matches!(&ev.detail, Detail::Exec { stdio, .. }
+                if stdio[0] == FdType::Socket || stdio[1] == FdType::Socket);
+            let input = Input {
+                event: &ev,
+                container: container.as_deref(),
+                container_name: meta.and_then(|m| m.name.as_deref()),
+                image: meta.and_then(|m| m.image.as_deref()),
+                pod_name: meta.and_then(|m| m.pod_name.as_deref()),
+                pod_namespace: meta.and_then(|m| m.pod_namespace.as_deref()),
+                // CAP_SYS_ADMIN in a container process: what `--privileged` grants and what escapes need.
+                privileged: container.is_some() && ev.process.cap_effective & (1 << 21) != 0,
+                exe: node.and_then(|n| n.exe.as_deref()),
+                argv: node.map_or(&[][..], |n| &n.argv[..]),
+                ancestors: &ancestors,
+                parent_exe: parent.and_then(|p| p.exe.as_deref()),
+                entry: entry.as_deref(),
+                stdio_is_socket,
+                wall_ns,
+                hostname: &self.hostname,
+            };
+            self.rules.evaluate(&input, &mut alerts);
+            self.stateful.observe(&input, &mut alerts);
+        }
         if !alerts.is_empty() {
             let lineage = self.lineage(p.pid, p.start_ns);
             for a in &mut alerts {
@@ -236,6 +261,20 @@ impl Processor<'_> {
         }
     }
 
+    /// SIGHUP: compile the rules again; on any error keep the rules in force.
+    fn reload_rules(&mut self) {
+        match self.rule_sources.load() {
+            Ok(set) => {
+                eprintln!("boxwatch: rules reloaded: {} rules", set.len());
+                self.rules = set;
+            }
+            Err(e) => eprintln!(
+                "boxwatch: rules reload failed; keeping the {} rules in force: {e:#}",
+                self.rules.len()
+            ),
+        }
+    }
+
     /// Copy the table and tree sizes into the metrics.
     fn publish_gauges(&self) {
         let m = self.metrics;
@@ -260,10 +299,7 @@ impl Processor<'_> {
         Lineage {
             exec_id: n.exec_id().to_string(),
             parent_exec_id: parent.map(|p| p.exec_id().to_string()),
-            entry: n.entry.map(|e| match e {
-                Entry::ContainerInit => "container_init".to_string(),
-                Entry::ExecInto { via } => format!("exec_into:{via}"),
-            }),
+            entry: n.entry.map(entry_name),
             ancestors: self
                 .tree
                 .ancestors_of(n)
@@ -276,6 +312,13 @@ impl Processor<'_> {
                 })
                 .collect(),
         }
+    }
+}
+
+fn entry_name(e: Entry) -> String {
+    match e {
+        Entry::ContainerInit => "container_init".to_string(),
+        Entry::ExecInto { via } => format!("exec_into:{via}"),
     }
 }
 
@@ -342,6 +385,10 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         Some(addr) if !args.no_metrics => Some(metrics::bind(addr)?),
         _ => None,
     };
+    let rule_sources = RuleSources { default_pack: !args.no_default_rules, paths: args.rules.clone() };
+    let t_rules = Instant::now();
+    let rules = rule_sources.load().context("load detection rules")?;
+    let rules_ms = t_rules.elapsed().as_millis();
     let mut p = Processor {
         monitor: &monitor,
         metrics: &metrics,
@@ -354,6 +401,9 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         last_evict_ns: 0,
         unresolved: HashSet::new(),
         sinks,
+        rules,
+        rule_sources,
+        stateful: Stateful::new(StatefulConfig::default()),
         enrich: Enrichment::start((!args.no_runtime_lookup).then(|| EnricherConfig {
             containerd_sockets: if args.containerd_socket.is_empty() {
                 EnricherConfig::default().containerd_sockets
@@ -390,8 +440,8 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         ""
     };
     eprintln!(
-        "boxwatch: ready: {} hooks attached, {} degraded{}{fallback}; {} containers, {} cgroups, {seeded} processes; \
-         loaded in {load_ms} ms; logs in {}; metrics {}",
+        "boxwatch: ready: {} hooks attached, {} degraded{}{fallback}; {} rules (compiled in {rules_ms} ms); \
+         {} containers, {} cgroups, {seeded} processes; loaded in {load_ms} ms; logs in {}; metrics {}",
         cov.attached(),
         degraded.len(),
         if degraded.is_empty() {
@@ -399,6 +449,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         } else {
             format!(" [{}] (reasons: boxwatch check)", degraded.join(", "))
         },
+        p.rules.len(),
         p.table.containers().count(),
         p.table.cgroup_count(),
         args.log_dir.display(),
@@ -412,6 +463,9 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("install signal handler")?;
     }
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("install SIGHUP handler")?;
     let (tx, rx) = sync_channel::<Event>(args.queue as usize);
     let latency = Duration::from_millis(args.latency_ms);
     let deadline = (args.duration > 0).then(|| Instant::now() + Duration::from_secs(args.duration));
@@ -465,6 +519,9 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
                     last_flush = Instant::now();
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if reload.load(Ordering::Relaxed) && reload.swap(false, Ordering::Relaxed) {
+                p.reload_rules();
             }
             if let Some(every) = stats_every
                 && last_stats.elapsed() >= every

@@ -12,6 +12,7 @@ mod metrics;
 mod output;
 mod procfs;
 mod ps;
+mod rules;
 mod webhook;
 
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Command::Check => Ok(if check::run(cli.verbose) { ExitCode::SUCCESS } else { ExitCode::from(1) }),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Ps(args) => ps::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Rules(args) => rules::run(args),
         Command::BenchWorker(args) => bench::worker(args).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -33,7 +33,7 @@ impl Url {
             None => (rest, "/"),
         };
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() => {
+            Some((h, p)) if !h.ends_with(':') => {
                 (h, p.parse().with_context(|| format!("webhook URL {s:?}: bad port {p:?}"))?)
             }
             _ => (authority, 80),

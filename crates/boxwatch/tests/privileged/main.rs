@@ -5,10 +5,17 @@
 
 mod support;
 
+mod enrichment;
 mod events;
 mod filtering;
 mod harness_smoke;
+mod identity;
+mod lineage;
 mod network;
 mod privileges;
 mod probe;
+mod ps_tree;
+mod restart;
+mod rules_reload;
 mod slice;
+mod webhook;

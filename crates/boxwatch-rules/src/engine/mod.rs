@@ -1,0 +1,296 @@
+//! The YAML rule engine: Falco-flavoured rules compiled once, evaluated per event.
+//!
+//! A rules file is a YAML list of `list`, `macro` and `rule` items (`load.rs` documents the
+//! format, `parser.rs` the condition grammar, [`field_docs`] lists the fields). Loading collects every
+//! problem as a [`RuleError`] (`file:line:column: message`, pointing inside conditions).
+//! Evaluation ([`RuleSet::evaluate`]) looks up the rules that can match the event's type in a
+//! per-type index and tests their compiled predicates; it allocates only to build alerts.
+//! [`stateful`] holds the detections that correlate several events.
+//!
+//! Pure like the rest of the crate: the caller passes the event, its context and the time;
+//! the only I/O is [`RuleSet::load_files`] reading the files it is given.
+
+mod compile;
+mod eval;
+mod examples;
+mod exceptions;
+mod extract;
+mod fields;
+mod lexer;
+mod load;
+mod matchers;
+mod parser;
+pub mod stateful;
+mod symbols;
+mod yaml;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use boxwatch_model::{ContainerRef, Event};
+
+use crate::alert::{Alert, Priority};
+
+pub use examples::{ExampleFailure, ExampleReport};
+pub use stateful::{Stateful, StatefulConfig, StatefulStats};
+
+/// Everything a rule may look at: the event and what the daemon knows around it.
+/// Build with [`Input::new`] and set what is known.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub event: &'a Event,
+    /// The event's container; `None` for host processes.
+    pub container: Option<&'a ContainerRef>,
+    pub container_name: Option<&'a str>,
+    /// Image reference as the runtime reports it (`docker.io/library/nginx:1.25`).
+    pub image: Option<&'a str>,
+    pub pod_name: Option<&'a str>,
+    pub pod_namespace: Option<&'a str>,
+    pub privileged: bool,
+    /// Executable of the process (from its last exec); exec events use their own filename.
+    pub exe: Option<&'a str>,
+    /// Arguments of the process (from its last exec); exec events use their own argv.
+    pub argv: &'a [String],
+    /// Ancestor names (comm), nearest first: `ancestors[0]` is the parent.
+    pub ancestors: &'a [&'a str],
+    pub parent_exe: Option<&'a str>,
+    /// How the process entered its container: `container_init`, `exec_into:<via>`.
+    pub entry: Option<&'a str>,
+    /// On an exec: stdin or stdout of the new program is a socket (reverse shells).
+    pub stdio_is_socket: bool,
+    /// Wall-clock time of the event, Unix ns (alert time).
+    pub wall_ns: u64,
+    pub hostname: &'a str,
+}
+
+impl<'a> Input<'a> {
+    /// An input knowing only the event.
+    pub fn new(event: &'a Event) -> Input<'a> {
+        Input {
+            event,
+            container: None,
+            container_name: None,
+            image: None,
+            pod_name: None,
+            pod_namespace: None,
+            privileged: false,
+            exe: None,
+            argv: &[],
+            ancestors: &[],
+            parent_exe: None,
+            entry: None,
+            stdio_is_socket: false,
+            wall_ns: 0,
+            hostname: "",
+        }
+    }
+}
+
+/// A problem in a rules file, at `file:line:column` (line and column 1-based; 0 when the
+/// problem has no position, such as an unreadable file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        }
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+/// What kind of threat a rule detects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    Escape,
+    PrivilegeEscalation,
+    Network,
+    Filesystem,
+    Other,
+}
+
+impl Class {
+    pub const ALL: [Class; 5] =
+        [Class::Escape, Class::PrivilegeEscalation, Class::Network, Class::Filesystem, Class::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Escape => "escape",
+            Class::PrivilegeEscalation => "privilege_escalation",
+            Class::Network => "network",
+            Class::Filesystem => "filesystem",
+            Class::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rule as listed by `boxwatch rules list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub id: String,
+    /// Human title, the alert's `rule`.
+    pub name: String,
+    pub description: String,
+    pub why: String,
+    pub class: Class,
+    pub severity: Priority,
+    pub mitre: Vec<String>,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    /// Where it is defined (`file:line`), for humans.
+    pub origin: String,
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+struct Rule {
+    info: RuleInfo,
+    pred: compile::Pred,
+    output: eval::Template,
+    /// `alert_tags` of the rule, computed once.
+    tags: Vec<String>,
+    /// Event types it can match (bit per type id).
+    types: u64,
+    examples: Vec<examples::Example>,
+}
+
+impl Rule {
+    fn matches(&self, cx: &extract::Ctx<'_, '_>) -> bool {
+        (self.types >> cx.ty) & 1 == 1 && self.pred.eval(cx)
+    }
+
+    fn alert(&self, cx: &extract::Ctx<'_, '_>) -> Alert {
+        let i = &self.info;
+        let meta = eval::Meta {
+            id: &i.id,
+            name: &i.name,
+            class: i.class,
+            priority: i.severity,
+            why: &i.why,
+            tags: &self.tags,
+        };
+        eval::build_alert(&meta, cx, self.output.render(cx), self.output.fields(), Vec::new())
+    }
+}
+
+/// Compiled rules and their per-event-type index.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// For each type id, the enabled rules that can match it, in file order.
+    by_type: Vec<Box<[u32]>>,
+}
+
+impl RuleSet {
+    /// Load and compile rules files. Lists and macros are shared by all files, rule ids are
+    /// unique across them, and every error of every file is returned.
+    pub fn load_files(paths: &[PathBuf]) -> Result<RuleSet, Vec<RuleError>> {
+        let mut texts = Vec::new();
+        let mut errors = Vec::new();
+        for p in paths {
+            let name = p.display().to_string();
+            match std::fs::read_to_string(p) {
+                Ok(t) => texts.push((name, t)),
+                Err(e) => errors.push(RuleError {
+                    file: name,
+                    line: 0,
+                    column: 0,
+                    message: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        let refs: Vec<(&str, &str)> = texts.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+        match (Self::from_sources(&refs), errors.is_empty()) {
+            (Ok(rs), true) => Ok(rs),
+            (Ok(_), false) => Err(errors),
+            (Err(mut e), _) => {
+                errors.append(&mut e);
+                Err(errors)
+            }
+        }
+    }
+
+    /// Compile one rules text; `name` is used in error messages.
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(name: &str, text: &str) -> Result<RuleSet, Vec<RuleError>> {
+        Self::from_sources(&[(name, text)])
+    }
+
+    /// Compile several rules texts (`(name, text)`) as one rule set.
+    pub fn from_sources(sources: &[(&str, &str)]) -> Result<RuleSet, Vec<RuleError>> {
+        let rules = load::load(sources)?;
+        let mut rs = RuleSet { rules, by_type: Vec::new() };
+        rs.reindex();
+        Ok(rs)
+    }
+
+    fn reindex(&mut self) {
+        self.by_type = (0..64u32)
+            .map(|t| {
+                let on = |r: &&Rule| r.info.enabled && (r.types >> t) & 1 == 1;
+                let idx: Vec<u32> =
+                    self.rules.iter().enumerate().filter(|(_, r)| on(r)).map(|(i, _)| i as u32).collect();
+                idx.into_boxed_slice()
+            })
+            .collect();
+    }
+
+    /// Every rule, in file order.
+    pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
+        self.rules.iter().map(|r| &r.info)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Enable or disable a rule by id; `false` if there is no such rule.
+    pub fn set_enabled(&mut self, id: &str, enabled: bool) -> bool {
+        let Some(r) = self.rules.iter_mut().find(|r| r.info.id == id) else { return false };
+        r.info.enabled = enabled;
+        self.reindex();
+        true
+    }
+
+    /// Run the enabled rules that can match this event's type; push one alert per match.
+    pub fn evaluate(&self, input: &Input<'_>, out: &mut Vec<Alert>) {
+        let cx = extract::Ctx::new(input);
+        let Some(idx) = self.by_type.get(usize::from(cx.ty)) else { return };
+        for &i in idx.iter() {
+            if let Some(r) = self.rules.get(i as usize)
+                && r.pred.eval(&cx)
+            {
+                out.push(r.alert(&cx));
+            }
+        }
+    }
+
+    /// Check every rule's embedded examples (disabled rules included).
+    pub fn run_examples(&self) -> ExampleReport {
+        examples::run(self.rules.iter().map(|r| (r, r.examples.as_slice())))
+    }
+}
+
+/// Every field a condition or output may use: (name, type, description).
+pub fn field_docs() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    fields::FIELDS.iter().map(|f| (f.name, f.kind.name(), f.doc))
+}
