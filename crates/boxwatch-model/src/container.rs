@@ -36,7 +36,7 @@
 use std::fmt;
 
 /// The container runtime (or orchestrator) a cgroup layout belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Runtime {
     /// Docker (systemd `docker-<id>.scope` or cgroupfs `/docker/<id>`), also cri-dockerd pods.
@@ -80,7 +80,7 @@ impl fmt::Display for Runtime {
 }
 
 /// A container identified from a cgroup path.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerRef {
     /// Full id: 64 lowercase hex digits for docker, CRI, CRI-O, podman and GitHub Actions; for
     /// `ctr` names and LXC the name exactly as it appears in the path.

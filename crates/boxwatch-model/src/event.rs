@@ -7,10 +7,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use boxwatch_abi::{self as abi, Record, c_bytes, flags, kind, op};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The process that caused an event, as the kernel saw it at that moment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
     pub pid: u32,
     pub tid: u32,
@@ -28,7 +28,7 @@ pub struct ProcessInfo {
 }
 
 /// Namespace inodes of the process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Namespaces {
     pub mnt: u32,
     pub pid: u32,
@@ -36,7 +36,7 @@ pub struct Namespaces {
 }
 
 /// A socket address as passed to connect/bind/sendto or returned by accept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "lowercase")]
 pub enum SockAddr {
     Inet {
@@ -120,7 +120,7 @@ mod libc_consts {
 }
 
 /// The type of an open file descriptor (from its inode mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FdType {
     Closed,
@@ -152,7 +152,7 @@ impl FdType {
 }
 
 /// What happened, per kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Detail {
     Exec {
@@ -175,39 +175,46 @@ pub enum Detail {
         dirfd: i32,
         flags: u64,
         mode: u32,
-        syscall: &'static str,
+        #[serde(deserialize_with = "syscall_name")]
+        syscall: SyscallName,
     },
     Chmod {
         path: Option<String>,
         fd: Option<i32>,
         mode: u32,
-        syscall: &'static str,
+        #[serde(deserialize_with = "syscall_name")]
+        syscall: SyscallName,
     },
     Chown {
         path: Option<String>,
         fd: Option<i32>,
         uid: i64,
         gid: i64,
-        syscall: &'static str,
+        #[serde(deserialize_with = "syscall_name")]
+        syscall: SyscallName,
     },
     Unlink {
         path: String,
-        syscall: &'static str,
+        #[serde(deserialize_with = "syscall_name")]
+        syscall: SyscallName,
     },
     Rename {
         from: String,
         to: String,
-        syscall: &'static str,
+        #[serde(deserialize_with = "syscall_name")]
+        syscall: SyscallName,
     },
     Link {
         from: String,
         to: String,
-        syscall: &'static str,
+        #[serde(deserialize_with = "syscall_name")]
+        syscall: SyscallName,
     },
     Symlink {
         target: String,
         link: String,
-        syscall: &'static str,
+        #[serde(deserialize_with = "syscall_name")]
+        syscall: SyscallName,
     },
     Memfd {
         name: String,
@@ -228,7 +235,8 @@ pub enum Detail {
     Accept {
         fd: i32,
         peer: Option<SockAddr>,
-        syscall: &'static str,
+        #[serde(deserialize_with = "syscall_name")]
+        syscall: SyscallName,
     },
     Socket {
         domain: u32,
@@ -240,7 +248,8 @@ pub enum Detail {
         backlog: i32,
     },
     SetId {
-        syscall: &'static str,
+        #[serde(deserialize_with = "syscall_name")]
+        syscall: SyscallName,
         ids: Vec<i64>,
     },
     Capset {
@@ -272,7 +281,8 @@ pub enum Detail {
         ns_inode: u64,
     },
     Module {
-        syscall: &'static str,
+        #[serde(deserialize_with = "syscall_name")]
+        syscall: SyscallName,
         name: String,
     },
     Bpf {
@@ -361,8 +371,66 @@ impl Detail {
     }
 }
 
+/// A syscall name from a fixed set. An alias, not `&'static str` written out, so
+/// serde's derive does not try to borrow it from the input when deserialising.
+pub type SyscallName = &'static str;
+
+/// Every syscall name a `Detail` can carry.
+const SYSCALL_NAMES: [&str; 40] = [
+    "open",
+    "creat",
+    "openat",
+    "openat2",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "chown",
+    "fchown",
+    "lchown",
+    "fchownat",
+    "unlink",
+    "unlinkat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "accept",
+    "accept4",
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setfsuid",
+    "setfsgid",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "execve",
+    "connect",
+    "bind",
+    "sendto",
+    "socket",
+];
+
+/// Reads a syscall name back from JSON (event logs replayed by tools and tests).
+fn syscall_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let s = String::deserialize(d)?;
+    SYSCALL_NAMES
+        .iter()
+        .find(|n| **n == s)
+        .copied()
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown syscall name {s:?}")))
+}
+
 /// One decoded kernel event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// CLOCK_MONOTONIC ns at the hook.
     pub ktime_ns: u64,
@@ -680,6 +748,21 @@ mod tests {
         let e = decode(&record(kind::SETID, op::SETRESUID, [0, 0, u32::MAX as u64, 0, 0, 0], b"", b"", 0))
             .unwrap();
         assert_eq!(e.detail, Detail::SetId { syscall: "setresuid", ids: vec![0, 0, -1] });
+    }
+
+    #[test]
+    fn every_decodable_record_round_trips_through_json() {
+        let mut n = 0;
+        for kind in 1..boxwatch_abi::kind::MAX {
+            for op in 0..100 {
+                let Ok(e) = decode(&record(kind, op, [2, 1, 0, 0, 0, 0], b"/p", b"/q", 0)) else { continue };
+                let text = serde_json::to_string(&e).unwrap();
+                let back: Event = serde_json::from_str(&text).unwrap_or_else(|err| panic!("{err}: {text}"));
+                assert_eq!(back, e);
+                n += 1;
+            }
+        }
+        assert!(n > 40, "only {n} records decoded");
     }
 
     #[test]
