@@ -99,6 +99,13 @@ fn alerts_are_posted_to_a_falcosidekick_compatible_receiver() {
     ] {
         assert!(rules.contains(&r), "{r} not posted: {rules:?}");
     }
+    // Each validates against the schema in the repository.
+    let schema: Value = serde_json::from_str(include_str!("../../../../schemas/alert.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    for v in &posted {
+        let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}: {v}");
+    }
     // What was posted is exactly what alerts.jsonl holds.
     let logged: Vec<Value> =
         log.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|v| mine(v)).collect();
