@@ -6,6 +6,7 @@
 //! Everything is a function of its inputs: the caller passes the event, its
 //! context and the wall-clock time, so fixtures test it without root or clocks.
 
+pub mod aggregate;
 pub mod alert;
 pub mod engine;
 pub mod time;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// container on this host from kernel tracepoints, attributes each event to
 /// its container (64-hex id from the cgroup path) and raises alerts.
 #[derive(Debug, Parser)]
-#[command(name = "boxwatch", version, propagate_version = true)]
+#[command(name = "boxwatch", version, propagate_version = true, args_override_self = true)]
 pub struct Cli {
     /// Print libbpf's own messages (verifier logs) to stderr.
     #[arg(short, long, global = true)]
@@ -19,6 +19,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the monitor: events and alerts to stdout and to the log directory.
@@ -108,6 +110,16 @@ pub struct RunArgs {
     /// Do not load the embedded default rule pack.
     #[arg(long)]
     pub no_default_rules: bool,
+    /// Fold identical alerts (same rule, container, executable, file or peer) seen
+    /// within this many seconds into one summary with a count; 0 turns folding off.
+    #[arg(long, default_value_t = 10)]
+    pub aggregate_window: u64,
+    /// Most alerts per second per rule (bursts of 2 s); 0: unlimited. Suppressed alerts are counted.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate_per_rule: f64,
+    /// Most alerts per second per container (bursts of 2 s); 0: unlimited.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate_per_container: f64,
     /// containerd socket(s) to ask for container names, images, pods and labels
     /// (repeatable; default: the usual containerd, k3s, microk8s and docker paths).
     #[arg(long)]

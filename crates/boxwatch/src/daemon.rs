@@ -21,6 +21,7 @@ use boxwatch_abi::{cgroup_class, drop_cause, flags, kind};
 use boxwatch_bpf::{Monitor, MonitorConfig};
 use boxwatch_model::process::{Entry, ProcessTree};
 use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, FdType, Learned, decode};
+use boxwatch_rules::aggregate::{AggregateConfig, Aggregator};
 use boxwatch_rules::engine::{Input, RuleSet, Stateful, StatefulConfig};
 use boxwatch_rules::{Alert, Ancestor, Lineage};
 use boxwatch_runtime::EnricherConfig;
@@ -85,6 +86,7 @@ struct Processor<'m> {
     enrich: Enrichment,
     rules: RuleSet,
     rule_sources: RuleSources,
+    aggregate: Aggregator,
     stateful: Stateful,
     clock: WallClock,
     hostname: String,
@@ -222,18 +224,32 @@ impl Processor<'_> {
         self.emit(ready);
     }
 
+    /// Alerts that are complete go through folding and rate limits to the outputs.
     fn emit(&mut self, alerts: Vec<Alert>) {
+        let now = monotonic_ns();
+        let mut out = Vec::new();
+        for a in alerts {
+            self.aggregate.offer(a, now, &mut out);
+        }
+        self.write_alerts(out);
+    }
+
+    fn write_alerts(&mut self, alerts: Vec<Alert>) {
         for a in &alerts {
             self.sinks.alert(a);
             self.metrics.alert(&a.rule, &format!("{:?}", a.priority));
         }
     }
 
-    /// Runtime lookups that finished, and held alerts now complete (or out of time).
+    /// Runtime lookups that finished, held alerts now complete (or out of time),
+    /// and aggregation windows that closed.
     fn poll_enrichment(&mut self) {
         let mut ready = Vec::new();
         self.enrich.poll(&mut ready);
         self.emit(ready);
+        let mut closed = Vec::new();
+        self.aggregate.tick(monotonic_ns(), &mut closed);
+        self.write_alerts(closed);
     }
 
     /// A parent we have never seen started before us: read it (and its
@@ -285,6 +301,15 @@ impl Processor<'_> {
         m.processes_exited.store(t.exited as u64, Ordering::Relaxed);
         m.processes_evicted.store(t.evicted_exited + t.evicted_over_cap, Ordering::Relaxed);
         m.output_write_errors.store(self.sinks.stats.write_errors, Ordering::Relaxed);
+        let agg = self.aggregate.stats();
+        m.alerts_folded.store(agg.folded, Ordering::Relaxed);
+        m.alert_summaries.store(agg.summaries, Ordering::Relaxed);
+        if let Ok(mut by) = m.suppressed.lock() {
+            by.clone_from(&agg.suppressed_by_rule);
+        }
+        if let Ok(mut by) = m.suppressed_containers.lock() {
+            by.clone_from(&agg.suppressed_by_container);
+        }
         if let Some(w) = &self.sinks.webhook {
             m.webhook_sent.store(w.stats.sent.load(Ordering::Relaxed), Ordering::Relaxed);
             m.webhook_queue_full.store(w.stats.dropped_queue_full.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -340,7 +365,7 @@ fn stats_line(monitor: &Monitor, m: &Metrics) -> String {
     }
     s.push_str(&format!(
         " userspace_queue_full={} decode_errors={} output_write_errors={} filter_map_errors={} \
-         webhook_queue_full={} webhook_failed={} webhook_sent={}",
+         webhook_queue_full={} webhook_failed={} webhook_sent={} alerts_folded={} alerts_rate_limited={}",
         m.queue_full.load(Ordering::Relaxed),
         m.decode_errors.load(Ordering::Relaxed),
         m.output_write_errors.load(Ordering::Relaxed),
@@ -348,6 +373,8 @@ fn stats_line(monitor: &Monitor, m: &Metrics) -> String {
         m.webhook_queue_full.load(Ordering::Relaxed),
         m.webhook_failed.load(Ordering::Relaxed),
         m.webhook_sent.load(Ordering::Relaxed),
+        m.alerts_folded.load(Ordering::Relaxed),
+        m.suppressed.lock().map(|s| s.values().sum::<u64>()).unwrap_or(0),
     ));
     s
 }
@@ -403,6 +430,12 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         sinks,
         rules,
         rule_sources,
+        aggregate: Aggregator::new(AggregateConfig {
+            window_ns: args.aggregate_window.saturating_mul(1_000_000_000),
+            per_rule_per_sec: args.rate_per_rule,
+            per_container_per_sec: args.rate_per_container,
+            ..AggregateConfig::default()
+        }),
         stateful: Stateful::new(StatefulConfig::default()),
         enrich: Enrichment::start((!args.no_runtime_lookup).then(|| EnricherConfig {
             containerd_sockets: if args.containerd_socket.is_empty() {
@@ -535,6 +568,9 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         let mut held = Vec::new();
         p.enrich.drain(&mut held);
         p.emit(held);
+        let mut closed = Vec::new();
+        p.aggregate.flush(&mut closed);
+        p.write_alerts(closed);
         p.sinks.flush();
         if let Some(w) = p.sinks.webhook.as_mut() {
             w.finish(Duration::from_secs(10));

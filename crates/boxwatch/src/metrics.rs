@@ -33,6 +33,12 @@ pub struct Metrics {
     pub processes_exited: AtomicU64,
     pub processes_evicted: AtomicU64,
     pub webhook_sent: AtomicU64,
+    /// Alerts folded into an aggregation window, and summaries emitted.
+    pub alerts_folded: AtomicU64,
+    pub alert_summaries: AtomicU64,
+    /// Alerts suppressed by rate limits, by rule and by container.
+    pub suppressed: Mutex<BTreeMap<String, u64>>,
+    pub suppressed_containers: Mutex<BTreeMap<String, u64>>,
     pub webhook_queue_full: AtomicU64,
     pub webhook_failed: AtomicU64,
 }

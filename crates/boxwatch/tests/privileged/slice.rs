@@ -122,3 +122,41 @@ fn alerts_carry_runtime_metadata_from_containerd() {
     let status = a2["output_fields"]["boxwatch.container.metadata"].as_str().unwrap_or_default().to_string();
     assert!(status.starts_with("unavailable:") && status.contains("/nonexistent/containerd.sock"), "{a2}");
 }
+
+#[test]
+fn identical_alerts_are_folded_and_a_noisy_container_is_rate_limited() {
+    let ctrd = Containerd::start();
+    let d = Daemon::start(&["--aggregate-window", "2", "--rate-per-container", "5"]);
+    // 30 identical credential reads: one alert at once, one summary with the count.
+    let id = random_container_id();
+    let loop30 = "for i in $(seq 1 30); do cat /etc/shadow >/dev/null; done";
+    ctrd.run(&id, &docker_cgroup(&id), &["sh", "-c", loop30], T).assert_success();
+    let s = d.wait_for("summary of the folded alerts", T, |v| {
+        v["rule"] == "Sensitive file read in a container"
+            && v["output_fields"]["boxwatch.container.full_id"] == id.as_str()
+            && v["output_fields"]["boxwatch.aggregate.count"].is_u64()
+    });
+    assert_eq!(s["output_fields"]["boxwatch.aggregate.count"], 30, "{s}");
+    let singles =
+        d.container_alerts(&id).iter().filter(|v| v["rule"] == "Sensitive file read in a container").count();
+    assert_eq!(singles, 2, "the first alert and one summary");
+
+    // 40 distinct alerts from one container at once: the per-container limit (burst 10) holds them back.
+    let id2 = random_container_id();
+    let distinct = "for i in $(seq 1 40); do touch /etc/f$i; done";
+    ctrd.run(&id2, &docker_cgroup(&id2), &["sh", "-c", distinct], T).assert_success();
+    d.wait_for("first write alert", T, |v| {
+        v["rule"] == "Write below /etc in a container"
+            && v["output_fields"]["boxwatch.container.full_id"] == id2.as_str()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let n = d.container_alerts(&id2).len();
+    assert!(n <= 13, "rate limit: {n} alerts for container 2");
+    let stats = d.stop();
+    let limited: u64 = stats
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("alerts_rate_limited="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no alerts_rate_limited in {stats}"));
+    assert!(limited >= 25, "{stats}");
+}

@@ -28,7 +28,18 @@ impl Daemon {
         let log_dir = std::env::temp_dir().join(format!("boxwatch-test-{}", super::random_hex(6)));
         let mut child = Command::new(env!("CARGO_BIN_EXE_boxwatch"))
             // Port 0: tests run daemons in parallel; the ready line names the bound address.
-            .args(["run", "--output", "json", "--metrics-addr", "127.0.0.1:0", "--log-dir"])
+            // Tests assert on individual alerts: folding is off unless a test asks for it
+            // (a later `--aggregate-window` in `extra` overrides this one).
+            .args([
+                "run",
+                "--output",
+                "json",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--aggregate-window",
+                "0",
+                "--log-dir",
+            ])
             .arg(&log_dir)
             .args(extra)
             .stdout(Stdio::piped())
