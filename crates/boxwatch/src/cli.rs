@@ -15,6 +15,10 @@ pub struct Cli {
     /// Print libbpf's own messages (verifier logs) to stderr.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Configuration file (TOML). Default: /etc/boxwatch/boxwatch.toml if it exists.
+    /// Precedence: command line > environment (BOXWATCH_*) > file > defaults.
+    #[arg(long, global = true, env = "BOXWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,6 +37,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Validate, test and list detection rules.
     Rules(RulesArgs),
+    /// Validate the configuration file and print the effective `run` settings.
+    Config(ConfigArgs),
     /// The live process tree of every container, with the runtime processes
     /// (containerd-shim, runc, conmon) above each container's processes.
     Ps(PsArgs),
@@ -40,7 +46,8 @@ pub enum Command {
     BenchWorker(BenchWorkerArgs),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     /// Human-readable lines when stdout is a terminal, JSON lines otherwise.
     Auto,
@@ -48,7 +55,8 @@ pub enum OutputFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StdoutContent {
     /// Events and alerts.
     All,
@@ -61,13 +69,13 @@ pub enum StdoutContent {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Format of stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Auto)]
+    #[arg(long, value_enum, default_value_t = OutputFormat::Auto, env = "BOXWATCH_OUTPUT")]
     pub output: OutputFormat,
     /// What goes to stdout.
     #[arg(long, value_enum, default_value_t = StdoutContent::All)]
     pub stdout: StdoutContent,
     /// Directory for alerts.jsonl and events.jsonl (created if missing, mode 0750).
-    #[arg(long, default_value = "/var/log/boxwatch")]
+    #[arg(long, default_value = "/var/log/boxwatch", env = "BOXWATCH_LOG_DIR")]
     pub log_dir: PathBuf,
     /// Do not write events.jsonl (alerts.jsonl is always written).
     #[arg(long)]
@@ -98,14 +106,14 @@ pub struct RunArgs {
     pub no_host_lineage: bool,
     /// POST every alert (Falco JSON) to this http:// URL, e.g. falcosidekick's
     /// `http://falcosidekick:2801/`. Retries with backoff; a full queue is counted.
-    #[arg(long)]
+    #[arg(long, env = "BOXWATCH_WEBHOOK")]
     pub webhook: Option<String>,
     /// Alerts the webhook output may queue while the receiver is slow or down.
     #[arg(long, default_value_t = 10_000)]
     pub webhook_queue: usize,
     /// Extra rules files or directories (every *.yaml inside), loaded after the
     /// default pack; they may add rules or override default ones. SIGHUP reloads.
-    #[arg(long = "rules")]
+    #[arg(long = "rules", env = "BOXWATCH_RULES", value_delimiter = ':')]
     pub rules: Vec<PathBuf>,
     /// Do not load the embedded default rule pack.
     #[arg(long)]
@@ -131,7 +139,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_runtime_lookup: bool,
     /// Address of the Prometheus /metrics and /healthz endpoint.
-    #[arg(long, default_value = "127.0.0.1:9464")]
+    #[arg(long, default_value = "127.0.0.1:9464", env = "BOXWATCH_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Do not serve /metrics.
     #[arg(long)]
@@ -155,6 +163,19 @@ pub struct BenchArgs {
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Parse the file (unknown keys and bad values are errors with file:line:column) and
+    /// print the settings `boxwatch run` would use with it.
+    Check,
 }
 
 #[derive(Debug, Args)]

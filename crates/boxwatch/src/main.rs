@@ -6,6 +6,7 @@ mod cgroups;
 mod check;
 mod cli;
 mod clock;
+mod config;
 mod daemon;
 mod enrich;
 mod metrics;
@@ -17,14 +18,49 @@ mod webhook;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use anyhow::Result;
+use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ConfigCommand, RunArgs};
+
+/// `run` settings: command line and environment, then the config file for what they left default.
+fn run_args(
+    mut args: RunArgs,
+    matches: &clap::ArgMatches,
+    config: Option<&std::path::Path>,
+) -> Result<RunArgs> {
+    if let Some((path, file)) = config::load(config)? {
+        let sub = matches.subcommand().map_or(matches, |(_, m)| m);
+        config::apply(&mut args, sub, &path, file)?;
+    }
+    Ok(args)
+}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let config = cli.config.as_deref();
     let result = match cli.command {
-        Command::Run(args) => daemon::run(args, cli.verbose).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run_args(args, &matches, config)
+            .and_then(|a| daemon::run(a, cli.verbose))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Config(c) => match c.command {
+            ConfigCommand::Check => {
+                // Defaults of `run`, overlaid with the file: what `boxwatch run` would use.
+                let run = Cli::command().get_matches_from(["boxwatch", "run"]);
+                let args = match Cli::from_arg_matches(&run).map(|c| c.command) {
+                    Ok(Command::Run(a)) => Ok(a),
+                    _ => Err(anyhow::anyhow!("internal: cannot build default run settings")),
+                };
+                args.and_then(|a| run_args(a, &run, config)).map(|a| {
+                    println!("{a:#?}");
+                    ExitCode::SUCCESS
+                })
+            }
+        },
         Command::Check => Ok(if check::run(cli.verbose) { ExitCode::SUCCESS } else { ExitCode::from(1) }),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Ps(args) => ps::run(args).map(|()| ExitCode::SUCCESS),

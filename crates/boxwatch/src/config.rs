@@ -1,0 +1,214 @@
+//! The configuration file (TOML, default `/etc/boxwatch/boxwatch.toml`).
+//!
+//! Every key mirrors a `boxwatch run` option and is optional; precedence is
+//! command line > environment (`BOXWATCH_*`) > file > built-in default.
+//! Unknown keys and bad values are errors that name the file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use serde::Deserialize;
+
+use crate::cli::{OutputFormat, RunArgs, StdoutContent};
+
+/// The default location; a missing file there is fine, a missing `--config` file is not.
+pub const DEFAULT_PATH: &str = "/etc/boxwatch/boxwatch.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub output: Output,
+    #[serde(default)]
+    pub filter: Filter,
+    #[serde(default)]
+    pub kernel: Kernel,
+    #[serde(default)]
+    pub rules: Rules,
+    #[serde(default)]
+    pub runtime: Runtime,
+    #[serde(default)]
+    pub metrics: Metrics,
+    #[serde(default)]
+    pub webhook: Webhook,
+    #[serde(default)]
+    pub aggregate: Aggregate,
+}
+
+/// `[output]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// "auto" | "human" | "json"
+    pub format: Option<OutputFormat>,
+    /// "all" | "alerts" | "none"
+    pub stdout: Option<StdoutContent>,
+    pub log_dir: Option<PathBuf>,
+    /// Write events.jsonl (alerts.jsonl is always written).
+    pub event_log: Option<bool>,
+}
+
+/// `[filter]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    pub all_processes: Option<bool>,
+    pub host_events: Option<Vec<String>>,
+    pub host_lineage: Option<bool>,
+}
+
+/// `[kernel]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    pub latency_ms: Option<u64>,
+    pub ringbuf_mib: Option<u32>,
+    pub queue: Option<u64>,
+    pub syscall_fallback: Option<bool>,
+}
+
+/// `[rules]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    pub paths: Option<Vec<PathBuf>>,
+    pub default_pack: Option<bool>,
+}
+
+/// `[runtime]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    pub containerd_sockets: Option<Vec<PathBuf>>,
+    pub docker_socket: Option<PathBuf>,
+    pub lookups: Option<bool>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub addr: Option<std::net::SocketAddr>,
+    pub enabled: Option<bool>,
+}
+
+/// `[webhook]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: Option<String>,
+    pub queue: Option<usize>,
+}
+
+/// `[aggregate]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aggregate {
+    pub window_secs: Option<u64>,
+    pub rate_per_rule: Option<f64>,
+    pub rate_per_container: Option<f64>,
+}
+
+/// Parse a config text; errors carry `path:line:column`.
+pub fn parse(path: &Path, text: &str) -> Result<File> {
+    toml::from_str(text).map_err(|e| {
+        let (line, col) = e
+            .span()
+            .map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, str::len) + 1)
+            })
+            .unwrap_or((0, 0));
+        anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message())
+    })
+}
+
+/// Load the file at `path`; `None` when the default path does not exist.
+pub fn load(path: Option<&Path>) -> Result<Option<(PathBuf, File)>> {
+    let (p, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    match std::fs::read_to_string(&p) {
+        Ok(text) => Ok(Some((p.clone(), parse(&p, &text)?))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("read config file {}", p.display())),
+    }
+}
+
+/// Fill every `run` option the command line and environment left at its default
+/// from the file.
+pub fn apply(args: &mut RunArgs, m: &ArgMatches, path: &Path, f: File) -> Result<()> {
+    let default = |id: &str| matches!(m.value_source(id), None | Some(ValueSource::DefaultValue));
+    macro_rules! set {
+        ($id:literal, $field:expr, $value:expr) => {
+            if let Some(v) = $value {
+                if default($id) {
+                    $field = v;
+                }
+            }
+        };
+    }
+    set!("output", args.output, f.output.format);
+    set!("stdout", args.stdout, f.output.stdout);
+    set!("log_dir", args.log_dir, f.output.log_dir);
+    set!("no_event_log", args.no_event_log, f.output.event_log.map(|b| !b));
+    set!("all_processes", args.all_processes, f.filter.all_processes);
+    set!("host_events", args.host_events, f.filter.host_events);
+    set!("no_host_lineage", args.no_host_lineage, f.filter.host_lineage.map(|b| !b));
+    set!("latency_ms", args.latency_ms, f.kernel.latency_ms);
+    set!("ringbuf_mib", args.ringbuf_mib, f.kernel.ringbuf_mib);
+    set!("queue", args.queue, f.kernel.queue);
+    set!("no_syscall_fallback", args.no_syscall_fallback, f.kernel.syscall_fallback.map(|b| !b));
+    set!("rules", args.rules, f.rules.paths);
+    set!("no_default_rules", args.no_default_rules, f.rules.default_pack.map(|b| !b));
+    set!("containerd_socket", args.containerd_socket, f.runtime.containerd_sockets);
+    set!("docker_socket", args.docker_socket, f.runtime.docker_socket);
+    set!("no_runtime_lookup", args.no_runtime_lookup, f.runtime.lookups.map(|b| !b));
+    set!("metrics_addr", args.metrics_addr, f.metrics.addr.map(Some));
+    set!("no_metrics", args.no_metrics, f.metrics.enabled.map(|b| !b));
+    set!("webhook", args.webhook, f.webhook.url.map(Some));
+    set!("webhook_queue", args.webhook_queue, f.webhook.queue);
+    set!("aggregate_window", args.aggregate_window, f.aggregate.window_secs);
+    set!("rate_per_rule", args.rate_per_rule, f.aggregate.rate_per_rule);
+    set!("rate_per_container", args.rate_per_container, f.aggregate.rate_per_container);
+    if !(1..=1024).contains(&args.ringbuf_mib) || !args.ringbuf_mib.is_power_of_two() {
+        anyhow::bail!(
+            "{}: kernel.ringbuf_mib = {}: must be a power of two from 1 to 1024",
+            path.display(),
+            args.ringbuf_mib
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let f =
+            parse(Path::new("deploy/boxwatch.toml"), include_str!("../../../deploy/boxwatch.toml")).unwrap();
+        assert_eq!(f.kernel.ringbuf_mib, Some(2));
+        assert_eq!(f.output.format, Some(OutputFormat::Auto));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_name_file_line_column() {
+        let p = Path::new("/etc/boxwatch/boxwatch.toml");
+        let e = parse(p, "[output]\nformat = \"json\"\nlogdir = \"/x\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("/etc/boxwatch/boxwatch.toml:3:1: unknown field `logdir`"), "{e}");
+        let e = parse(p, "[kernel]\nlatency_ms = \"fast\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("/etc/boxwatch/boxwatch.toml:2:14:"), "{e}");
+        let e = parse(p, "[nope]\n").unwrap_err().to_string();
+        assert!(e.contains(":1:") && e.contains("nope"), "{e}");
+        let e = parse(p, "[output]\nformat = \"xml\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("/etc/boxwatch/boxwatch.toml:2:10:") && e.contains("xml"), "{e}");
+        let f = parse(p, "[webhook]\nurl = \"http://h:2801/\"\n[aggregate]\nwindow_secs = 0\n").unwrap();
+        assert_eq!(f.webhook.url.as_deref(), Some("http://h:2801/"));
+        assert_eq!(f.aggregate.window_secs, Some(0));
+    }
+}
