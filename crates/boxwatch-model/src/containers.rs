@@ -82,6 +82,11 @@ impl ContainerTable {
     pub fn cgroup_count(&self) -> usize {
         self.by_cgroup.len()
     }
+
+    /// Every cgroup id the table knows, in no particular order.
+    pub fn cgroup_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.by_cgroup.keys().copied()
+    }
 }
 
 #[cfg(test)]
@@ -107,5 +112,6 @@ mod tests {
         assert_eq!(t.forget(10).unwrap().id, ID, "last cgroup gone: container gone");
         assert_eq!(t.containers().count(), 0);
         assert_eq!(t.forget(1), None);
+        assert_eq!(t.cgroup_ids().collect::<Vec<_>>(), vec![5]);
     }
 }

@@ -35,6 +35,9 @@ use crate::output::Sinks;
 use crate::procfs::{self, CgroupIds, StartClock};
 use crate::rules::RuleSources;
 
+/// How often the container table is checked against the cgroup tree on disk.
+const RECONCILE_EVERY: Duration = Duration::from_secs(15);
+
 /// Parse `--host-events` names into a kind mask.
 pub fn kind_mask(names: &[String]) -> Result<u64> {
     let mut mask = 0;
@@ -274,6 +277,22 @@ impl Processor<'_> {
         }
         if !found.is_empty() {
             self.tree.seed(found);
+        }
+    }
+
+    /// Compare the table with the cgroup tree on disk: a cgroup_rmdir record can be
+    /// lost (ring buffer full), and without this its container would never exit.
+    fn reconcile_cgroups(&mut self, wall_ns: u64) {
+        let Ok(present) = cgroups::scan(&self.cgroup_root) else { return };
+        let present: HashSet<u64> = present.into_iter().map(|(id, _)| id).collect();
+        let gone: Vec<u64> = self.table.cgroup_ids().filter(|id| !present.contains(id)).collect();
+        for id in gone {
+            self.monitor.forget_cgroup(id);
+            if let Some(c) = self.table.forget(id) {
+                self.sinks.container(wall_ns, "exited", &c);
+                self.enrich.container_gone(&c.id);
+            }
+            self.metrics.cgroups_reconciled.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -536,6 +555,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
 
         let mut last_flush = Instant::now();
         let mut last_stats = Instant::now();
+        let mut last_reconcile = Instant::now();
         loop {
             match rx.recv_timeout(latency) {
                 Ok(ev) => {
@@ -555,6 +575,10 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
             }
             if reload.load(Ordering::Relaxed) && reload.swap(false, Ordering::Relaxed) {
                 p.reload_rules();
+            }
+            if last_reconcile.elapsed() >= RECONCILE_EVERY {
+                p.reconcile_cgroups(p.clock.wall_ns(monotonic_ns()));
+                last_reconcile = Instant::now();
             }
             if let Some(every) = stats_every
                 && last_stats.elapsed() >= every

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub alerts: Mutex<BTreeMap<(String, String), u64>>,
     pub output_write_errors: AtomicU64,
     pub filter_map_errors: AtomicU64,
+    /// cgroups found gone by the periodic check (their rmdir record was lost).
+    pub cgroups_reconciled: AtomicU64,
     pub containers: AtomicU64,
     pub cgroups: AtomicU64,
     pub processes_live: AtomicU64,
@@ -125,6 +127,13 @@ pub fn render(m: &Metrics, monitor: &Monitor) -> String {
         "counter",
     );
     let _ = writeln!(s, "boxwatch_filter_map_errors_total {}", m.filter_map_errors.load(Ordering::Relaxed));
+    g(
+        &mut s,
+        "boxwatch_cgroups_reconciled_total",
+        "cgroups found removed by the periodic check (rmdir record lost).",
+        "counter",
+    );
+    let _ = writeln!(s, "boxwatch_cgroups_reconciled_total {}", m.cgroups_reconciled.load(Ordering::Relaxed));
     g(&mut s, "boxwatch_received_total", "Records read from the ring buffer.", "counter");
     let _ = writeln!(s, "boxwatch_received_total {}", m.received.load(Ordering::Relaxed));
     let (queued, queued_max, size) = monitor.ringbuf_fill();

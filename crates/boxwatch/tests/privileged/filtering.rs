@@ -59,7 +59,9 @@ fn host_processes_are_filtered_out_in_kernel() {
     let own_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let ctrd = Containerd::start();
     let filtered = Daemon::start(&[]);
-    let control = Daemon::start(&["--all-processes"]);
+    // The control sees every host event: give it room so its lifecycle lines are not lost.
+    let control =
+        Daemon::start(&["--all-processes", "--ringbuf-mib", "32", "--queue", "262144", "--no-event-log"]);
     let marker = format!("/tmp/bw-host-marker-{}", random_hex(8));
 
     let host = Command::new("/usr/bin/python3")

@@ -167,7 +167,7 @@ fn host_processes_are_never_attributed() {
         assert!(host.wait().unwrap().success());
         let sh = host.id() as u64;
         shells.push(sh);
-        let last = poll_for(&d, Duration::from_secs(10), |v| {
+        let last = poll_for(&d, Duration::from_secs(5), |v| {
             v["kind"] == "open" && v["path"] == done.as_str() && v["process"]["ppid"] == sh
         });
         let lines = d.lines();
