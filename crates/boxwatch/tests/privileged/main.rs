@@ -5,6 +5,7 @@
 
 mod support;
 
+mod benign;
 mod enrichment;
 mod events;
 mod filtering;
@@ -16,6 +17,9 @@ mod privileges;
 mod probe;
 mod ps_tree;
 mod restart;
+mod rule_triggers;
+mod rule_triggers_fs;
+mod rule_triggers_net;
 mod rules_reload;
 mod slice;
 mod webhook;
