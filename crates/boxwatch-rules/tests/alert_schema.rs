@@ -2,43 +2,22 @@
 //! recorded stream validates against `schemas/alert.schema.json` (Falco's
 //! output format plus boxwatch's fields).
 
-use std::io::Read;
-use std::path::PathBuf;
+use boxwatch_rules::engine::{Input, Stateful, StatefulConfig};
 
-use boxwatch_model::{ContainerRef, Event};
-use boxwatch_rules::engine::{Input, RuleSet, Stateful, StatefulConfig};
-
-#[derive(serde::Deserialize)]
-struct Line {
-    container: Option<ContainerRef>,
-    #[serde(flatten)]
-    event: Event,
-}
+mod common;
+use common::{default_rules, recorded_stream, repo};
 
 #[test]
 fn alerts_validate_against_the_schema() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = repo();
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("schemas/alert.schema.json")).unwrap())
             .unwrap();
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("rules/default"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    let rules = RuleSet::load_files(&files).unwrap_or_else(|e| panic!("{e:?}"));
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(root.join("testdata/streams/mixed-container.jsonl.gz")).unwrap(),
-    )
-    .read_to_string(&mut text)
-    .unwrap();
+    let rules = default_rules();
     let mut stateful = Stateful::new(StatefulConfig::default());
     let mut alerts = Vec::new();
-    for l in text.lines() {
-        let line: Line = serde_json::from_str(l).unwrap();
+    for line in recorded_stream() {
         let input = Input {
             container: line.container.as_ref(),
             wall_ns: 1_795_559_465_000_000_000 + line.event.ktime_ns,

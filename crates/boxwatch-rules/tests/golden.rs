@@ -5,40 +5,20 @@
 //! id, pid, fd.name or peer). Re-bless after an intended change with
 //! `UPDATE_GOLDEN=1 cargo test -p boxwatch-rules --test golden`.
 
-use std::io::Read;
-use std::path::PathBuf;
+use boxwatch_model::Detail;
+use boxwatch_rules::engine::{Input, Stateful, StatefulConfig};
 
-use boxwatch_model::{ContainerRef, Detail, Event};
-use boxwatch_rules::engine::{Input, RuleSet, Stateful, StatefulConfig};
-
-#[derive(serde::Deserialize)]
-struct Line {
-    container: Option<ContainerRef>,
-    #[serde(flatten)]
-    event: Event,
-}
+mod common;
+use common::{default_rules, recorded_stream, repo};
 
 #[test]
 fn recorded_stream_gives_the_golden_alerts() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("rules/default"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    let rules = RuleSet::load_files(&files).unwrap_or_else(|e| panic!("{e:?}"));
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(root.join("testdata/streams/mixed-container.jsonl.gz")).unwrap(),
-    )
-    .read_to_string(&mut text)
-    .unwrap();
+    let root = repo();
+    let rules = default_rules();
     let mut stateful = Stateful::new(StatefulConfig::default());
     let mut images: std::collections::HashMap<u32, (String, Vec<String>)> = Default::default();
     let mut got = String::new();
-    for l in text.lines() {
-        let line: Line = serde_json::from_str(l).unwrap();
+    for line in recorded_stream() {
         if let Detail::Exec { filename, argv, .. } = &line.event.detail {
             images.insert(line.event.process.pid, (filename.clone(), argv.clone()));
         }
