@@ -250,7 +250,16 @@ fn cleanup_state_dir(dir: &Path, runc: Option<&Path>, extra_cgroups: &[PathBuf])
     if let Ok(s) = std::fs::read_to_string(dir.join("cgroups-created")) {
         cg.extend(s.lines().filter(|l| !l.is_empty()).map(PathBuf::from));
     }
-    cgroups::rmdir_all(&cg);
+    // Parent cgroups (system.slice, kubepods.slice/…) are shared with other live
+    // instances, which may be about to create a container below them: removing one
+    // now makes their runc fail ("mkdir …: no such file or directory"). Only the
+    // last instance removes them (global_cgroup_cleanup, under the registry lock).
+    {
+        let _lock = RegistryLock::take();
+        if other_live_instances(Some(dir)) == 0 {
+            cgroups::rmdir_all(&cg);
+        }
+    }
     umount_under(dir);
     // Rename first (atomic): a half-deleted dir without its owner file must
     // not look like an instance being created.
