@@ -111,6 +111,28 @@ pub struct RunArgs {
     /// Alerts the webhook output may queue while the receiver is slow or down.
     #[arg(long, default_value_t = 10_000)]
     pub webhook_queue: usize,
+    /// Send every alert to syslog as RFC 5424 with the Falco JSON as message:
+    /// `udp://host:514`, `tcp://host:601` (octet-counted framing) or `unix:///dev/log`.
+    #[arg(long, env = "BOXWATCH_SYSLOG")]
+    pub syslog: Option<String>,
+    /// Syslog facility of alerts: local0 … local7, daemon, auth, …, or 0-23.
+    #[arg(long, default_value = "local0", value_parser = crate::syslog::parse_facility)]
+    pub syslog_facility: u8,
+    /// Alerts the syslog output may queue while the collector is slow or down.
+    #[arg(long, default_value_t = 10_000)]
+    pub syslog_queue: usize,
+    /// Publish every alert (Falco JSON) to this NATS server: `nats://[user:pass@]host:4222`.
+    #[arg(long, env = "BOXWATCH_NATS")]
+    pub nats: Option<String>,
+    /// The NATS subject alerts are published to.
+    #[arg(long, default_value = "boxwatch.alerts")]
+    pub nats_subject: String,
+    /// Publish through JetStream: an alert counts as sent once a stream stored it.
+    #[arg(long)]
+    pub nats_jetstream: bool,
+    /// Alerts the NATS output may queue while the server is slow or down.
+    #[arg(long, default_value_t = 10_000)]
+    pub nats_queue: usize,
     /// Extra rules files or directories (every *.yaml inside), loaded after the
     /// default pack; they may add rules or override default ones. SIGHUP reloads.
     #[arg(long = "rules", env = "BOXWATCH_RULES", value_delimiter = ':')]

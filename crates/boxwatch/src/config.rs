@@ -34,6 +34,10 @@ pub struct File {
     #[serde(default)]
     pub webhook: Webhook,
     #[serde(default)]
+    pub syslog: Syslog,
+    #[serde(default)]
+    pub nats: Nats,
+    #[serde(default)]
     pub aggregate: Aggregate,
 }
 
@@ -99,6 +103,27 @@ pub struct Metrics {
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     pub url: Option<String>,
+    pub queue: Option<usize>,
+}
+
+/// `[syslog]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Syslog {
+    /// `udp://host:514`, `tcp://host:601` or `unix:///dev/log`.
+    pub target: Option<String>,
+    /// `local0` … `local7`, `daemon`, …, or 0-23.
+    pub facility: Option<String>,
+    pub queue: Option<usize>,
+}
+
+/// `[nats]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nats {
+    pub url: Option<String>,
+    pub subject: Option<String>,
+    pub jetstream: Option<bool>,
     pub queue: Option<usize>,
 }
 
@@ -171,6 +196,18 @@ pub fn apply(args: &mut RunArgs, m: &ArgMatches, path: &Path, f: File) -> Result
     set!("no_metrics", args.no_metrics, f.metrics.enabled.map(|b| !b));
     set!("webhook", args.webhook, f.webhook.url.map(Some));
     set!("webhook_queue", args.webhook_queue, f.webhook.queue);
+    let facility = f.syslog.facility.map(|s| crate::syslog::parse_facility(&s)).transpose();
+    set!("syslog", args.syslog, f.syslog.target.map(Some));
+    set!(
+        "syslog_facility",
+        args.syslog_facility,
+        facility.with_context(|| format!("{}: syslog.facility", path.display()))?
+    );
+    set!("syslog_queue", args.syslog_queue, f.syslog.queue);
+    set!("nats", args.nats, f.nats.url.map(Some));
+    set!("nats_subject", args.nats_subject, f.nats.subject);
+    set!("nats_jetstream", args.nats_jetstream, f.nats.jetstream);
+    set!("nats_queue", args.nats_queue, f.nats.queue);
     set!("aggregate_window", args.aggregate_window, f.aggregate.window_secs);
     set!("rate_per_rule", args.rate_per_rule, f.aggregate.rate_per_rule);
     set!("rate_per_container", args.rate_per_container, f.aggregate.rate_per_container);

@@ -334,6 +334,16 @@ impl Processor<'_> {
             m.webhook_queue_full.store(w.stats.dropped_queue_full.load(Ordering::Relaxed), Ordering::Relaxed);
             m.webhook_failed.store(w.stats.dropped_failed.load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        if let Some(w) = &self.sinks.syslog {
+            m.syslog_sent.store(w.stats.sent.load(Ordering::Relaxed), Ordering::Relaxed);
+            m.syslog_queue_full.store(w.stats.dropped_queue_full.load(Ordering::Relaxed), Ordering::Relaxed);
+            m.syslog_failed.store(w.stats.dropped_failed.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        if let Some(w) = &self.sinks.nats {
+            m.nats_sent.store(w.stats.sent.load(Ordering::Relaxed), Ordering::Relaxed);
+            m.nats_queue_full.store(w.stats.dropped_queue_full.load(Ordering::Relaxed), Ordering::Relaxed);
+            m.nats_failed.store(w.stats.dropped_failed.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 
     /// Ancestry of a process for alerts.
@@ -384,7 +394,8 @@ fn stats_line(monitor: &Monitor, m: &Metrics) -> String {
     }
     s.push_str(&format!(
         " userspace_queue_full={} decode_errors={} output_write_errors={} filter_map_errors={} \
-         webhook_queue_full={} webhook_failed={} webhook_sent={} alerts_folded={} alerts_rate_limited={}",
+         webhook_queue_full={} webhook_failed={} webhook_sent={} syslog_queue_full={} syslog_failed={} \
+         syslog_sent={} nats_queue_full={} nats_failed={} nats_sent={} alerts_folded={} alerts_rate_limited={}",
         m.queue_full.load(Ordering::Relaxed),
         m.decode_errors.load(Ordering::Relaxed),
         m.output_write_errors.load(Ordering::Relaxed),
@@ -392,6 +403,12 @@ fn stats_line(monitor: &Monitor, m: &Metrics) -> String {
         m.webhook_queue_full.load(Ordering::Relaxed),
         m.webhook_failed.load(Ordering::Relaxed),
         m.webhook_sent.load(Ordering::Relaxed),
+        m.syslog_queue_full.load(Ordering::Relaxed),
+        m.syslog_failed.load(Ordering::Relaxed),
+        m.syslog_sent.load(Ordering::Relaxed),
+        m.nats_queue_full.load(Ordering::Relaxed),
+        m.nats_failed.load(Ordering::Relaxed),
+        m.nats_sent.load(Ordering::Relaxed),
         m.alerts_folded.load(Ordering::Relaxed),
         m.suppressed.lock().map(|s| s.values().sum::<u64>()).unwrap_or(0),
     ));
@@ -598,6 +615,12 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         p.sinks.flush();
         if let Some(w) = p.sinks.webhook.as_mut() {
             w.finish(Duration::from_secs(10));
+        }
+        if let Some(s) = p.sinks.syslog.as_mut() {
+            s.finish(Duration::from_secs(10));
+        }
+        if let Some(n) = p.sinks.nats.as_mut() {
+            n.finish(Duration::from_secs(10));
         }
         p.publish_gauges();
         done.store(true, Ordering::Relaxed);

@@ -10,10 +10,12 @@ mod config;
 mod daemon;
 mod enrich;
 mod metrics;
+mod nats;
 mod output;
 mod procfs;
 mod ps;
 mod rules;
+mod syslog;
 mod webhook;
 
 use std::process::ExitCode;

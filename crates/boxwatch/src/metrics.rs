@@ -43,6 +43,12 @@ pub struct Metrics {
     pub suppressed_containers: Mutex<BTreeMap<String, u64>>,
     pub webhook_queue_full: AtomicU64,
     pub webhook_failed: AtomicU64,
+    pub syslog_sent: AtomicU64,
+    pub syslog_queue_full: AtomicU64,
+    pub syslog_failed: AtomicU64,
+    pub nats_sent: AtomicU64,
+    pub nats_queue_full: AtomicU64,
+    pub nats_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -117,6 +123,10 @@ pub fn render(m: &Metrics, monitor: &Monitor) -> String {
         ("output_write_errors", &m.output_write_errors),
         ("webhook_queue_full", &m.webhook_queue_full),
         ("webhook_failed", &m.webhook_failed),
+        ("syslog_queue_full", &m.syslog_queue_full),
+        ("syslog_failed", &m.syslog_failed),
+        ("nats_queue_full", &m.nats_queue_full),
+        ("nats_failed", &m.nats_failed),
     ] {
         let _ = writeln!(s, "boxwatch_drops_total{{cause=\"{cause}\"}} {}", c.load(Ordering::Relaxed));
     }

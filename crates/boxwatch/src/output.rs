@@ -17,6 +17,8 @@ use boxwatch_runtime::Metadata;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, RunArgs, StdoutContent};
+use crate::nats::Nats;
+use crate::syslog::Syslog;
 use crate::webhook::Webhook;
 
 #[derive(Serialize)]
@@ -60,6 +62,8 @@ pub struct Sinks {
     events: Option<BufWriter<File>>,
     alerts: BufWriter<File>,
     pub webhook: Option<Webhook>,
+    pub syslog: Option<Syslog>,
+    pub nats: Option<Nats>,
     pub stats: OutputStats,
 }
 
@@ -96,6 +100,16 @@ impl Sinks {
             alerts: open_log(&args.log_dir, "alerts.jsonl")?,
             webhook: match &args.webhook {
                 Some(url) => Some(Webhook::start(url, args.webhook_queue)?),
+                None => None,
+            },
+            syslog: match &args.syslog {
+                Some(t) => Some(Syslog::start(t, args.syslog_queue, Some(args.syslog_facility))?),
+                None => None,
+            },
+            nats: match &args.nats {
+                Some(url) => {
+                    Some(Nats::start(url, &args.nats_subject, args.nats_jetstream, args.nats_queue)?)
+                }
                 None => None,
             },
             stats: OutputStats::default(),
@@ -189,6 +203,12 @@ impl Sinks {
         }
         if let Some(w) = &self.webhook {
             w.send(&j);
+        }
+        if let Some(s) = &self.syslog {
+            s.send(a);
+        }
+        if let Some(n) = &self.nats {
+            n.send(&j);
         }
         match self.format {
             Some((false, _)) => self.write_stdout(&j),

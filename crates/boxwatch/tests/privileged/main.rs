@@ -13,6 +13,7 @@ mod harness_smoke;
 mod identity;
 mod lineage;
 mod network;
+mod outputs;
 mod privileges;
 mod probe;
 mod ps_tree;
