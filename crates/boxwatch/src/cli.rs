@@ -97,7 +97,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2, value_parser = parse_ringbuf_mib)]
     pub ringbuf_mib: u32,
     /// Do not enable the raw_tp/sys_enter fallback for missing module tracepoints
-    /// (saves ~70 ns on every syscall, loses module-load attempts on such kernels).
+    /// (saves ~100 ns on every syscall here, `boxwatch bench` measured; loses module-load
+    /// attempts on such kernels).
     #[arg(long)]
     pub no_syscall_fallback: bool,
     /// Do not let host exec/fork/exit through the kernel filter: cheaper on
