@@ -23,6 +23,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod cgroups;
+mod cleanup;
 mod containerd;
 mod daemon;
 mod process;
