@@ -80,6 +80,12 @@ pub struct RunArgs {
     /// Do not write events.jsonl (alerts.jsonl is always written).
     #[arg(long)]
     pub no_event_log: bool,
+    /// Rotate alerts.jsonl / events.jsonl when they reach this many MiB (0: never).
+    #[arg(long, default_value_t = 100)]
+    pub log_max_mb: u64,
+    /// Rotated log files kept (`alerts.jsonl.1` … `.N`).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub log_keep: u32,
     /// Trace host processes too (no in-kernel cgroup filter).
     #[arg(long)]
     pub all_processes: bool,

@@ -612,6 +612,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         let mut closed = Vec::new();
         p.aggregate.flush(&mut closed);
         p.write_alerts(closed);
+        p.sinks.sync();
         p.sinks.flush();
         if let Some(w) = p.sinks.webhook.as_mut() {
             w.finish(Duration::from_secs(10));

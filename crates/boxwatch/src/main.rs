@@ -9,6 +9,7 @@ mod clock;
 mod config;
 mod daemon;
 mod enrich;
+mod logfile;
 mod metrics;
 mod nats;
 mod output;

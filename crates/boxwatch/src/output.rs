@@ -4,9 +4,9 @@
 //!
 //! A failing output never stops the daemon: failures are counted.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::DirBuilder;
 use std::io::{BufWriter, IsTerminal, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -17,6 +17,7 @@ use boxwatch_runtime::Metadata;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, RunArgs, StdoutContent};
+use crate::logfile::{LogFile, Policy};
 use crate::nats::Nats;
 use crate::syslog::Syslog;
 use crate::webhook::Webhook;
@@ -59,27 +60,27 @@ pub struct Sinks {
     color: bool,
     stdout: BufWriter<std::io::Stdout>,
     stdout_broken: bool,
-    events: Option<BufWriter<File>>,
-    alerts: BufWriter<File>,
+    events: Option<LogFile>,
+    alerts: LogFile,
     pub webhook: Option<Webhook>,
     pub syslog: Option<Syslog>,
     pub nats: Option<Nats>,
     pub stats: OutputStats,
 }
 
-fn open_log(dir: &Path, name: &str) -> Result<BufWriter<File>> {
+fn open_log(dir: &Path, name: &str, policy: Policy) -> Result<LogFile> {
     let path = dir.join(name);
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(&path)
-        .with_context(|| format!("open log file {}", path.display()))?;
-    Ok(BufWriter::with_capacity(64 * 1024, f))
+    LogFile::open(&path, policy).with_context(|| format!("open log file {}", path.display()))
 }
 
 impl Sinks {
     pub fn open(args: &RunArgs) -> Result<Sinks> {
+        let policy = Policy {
+            max_bytes: args.log_max_mb.saturating_mul(1024 * 1024),
+            keep: args.log_keep,
+            // Alerts: fsync at most once a second (and at rotation and shutdown).
+            sync_every: Some(std::time::Duration::from_secs(1)),
+        };
         DirBuilder::new()
             .recursive(true)
             .mode(0o750)
@@ -96,8 +97,13 @@ impl Sinks {
             color: human && tty,
             stdout: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
             stdout_broken: false,
-            events: if args.no_event_log { None } else { Some(open_log(&args.log_dir, "events.jsonl")?) },
-            alerts: open_log(&args.log_dir, "alerts.jsonl")?,
+            events: if args.no_event_log {
+                None
+            } else {
+                // Events are bulk data: fsync only at rotation and shutdown.
+                Some(open_log(&args.log_dir, "events.jsonl", Policy { sync_every: None, ..policy })?)
+            },
+            alerts: open_log(&args.log_dir, "alerts.jsonl", policy)?,
             webhook: match &args.webhook {
                 Some(url) => Some(Webhook::start(url, args.webhook_queue)?),
                 None => None,
@@ -149,7 +155,7 @@ impl Sinks {
             .unwrap_or_default()
         });
         if let (Some(w), Some(j)) = (self.events.as_mut(), json.as_ref())
-            && writeln!(w, "{j}").is_err()
+            && w.write_line(j).is_err()
         {
             self.stats.write_errors += 1;
         }
@@ -176,7 +182,7 @@ impl Sinks {
         })
         .unwrap_or_default();
         if let Some(w) = self.events.as_mut()
-            && writeln!(w, "{j}").is_err()
+            && w.write_line(&j).is_err()
         {
             self.stats.write_errors += 1;
         }
@@ -198,7 +204,7 @@ impl Sinks {
 
     pub fn alert(&mut self, a: &Alert) {
         let j = serde_json::to_string(a).unwrap_or_default();
-        if writeln!(self.alerts, "{j}").and_then(|_| self.alerts.flush()).is_err() {
+        if self.alerts.write_line(&j).and_then(|_| self.alerts.flush()).is_err() {
             self.stats.write_errors += 1;
         }
         if let Some(w) = &self.webhook {
@@ -240,6 +246,16 @@ impl Sinks {
         }
         if self.alerts.flush().is_err() {
             self.stats.write_errors += 1;
+        }
+    }
+
+    /// Shutdown: flush and fsync the log files.
+    pub fn sync(&mut self) {
+        self.flush();
+        for w in self.events.iter_mut().chain(std::iter::once(&mut self.alerts)) {
+            if w.sync().is_err() {
+                self.stats.write_errors += 1;
+            }
         }
     }
 }

@@ -151,6 +151,13 @@ impl Daemon {
         self.terminate()
     }
 
+    /// Like [`Daemon::stop`], but the log directory is left for the caller to inspect (and remove).
+    pub fn stop_keep_logs(mut self) -> String {
+        let stats = self.terminate();
+        self.log_dir = PathBuf::new();
+        stats
+    }
+
     fn terminate(&mut self) -> String {
         if let Some(mut c) = self.child.take() {
             // SAFETY: kill has no memory-safety preconditions.
@@ -176,6 +183,8 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.log_dir);
+        if !self.log_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
     }
 }
