@@ -12,6 +12,7 @@ mod enrich;
 mod logfile;
 mod metrics;
 mod nats;
+mod outbox;
 mod output;
 mod procfs;
 mod ps;

@@ -25,11 +25,12 @@ use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use super::outbox::{Outbox, count_drop};
 
 /// A parsed `nats://[user:pass@|token@]host[:port]` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,8 +95,7 @@ pub struct NatsStats {
 }
 
 pub struct Nats {
-    tx: Option<SyncSender<String>>,
-    worker: Option<JoinHandle<()>>,
+    outbox: Outbox<String>,
     pub stats: Arc<NatsStats>,
 }
 
@@ -464,43 +464,21 @@ impl Nats {
         if !valid_subject(subject) {
             bail!("NATS subject {subject:?}: expected dot-separated tokens without spaces or wildcards");
         }
-        let (tx, rx) = sync_channel(queue.max(1));
         let stats = Arc::new(NatsStats::default());
         let s2 = Arc::clone(&stats);
         let cfg = Cfg { server, subject: subject.to_string(), jetstream };
-        let worker = std::thread::Builder::new()
-            .name("bw-nats".into())
-            .spawn(move || run(cfg, rx, s2))
-            .context("start NATS thread")?;
-        Ok(Nats { tx: Some(tx), worker: Some(worker), stats })
+        let outbox = Outbox::start("NATS", queue, move |rx| run(cfg, rx, s2))?;
+        Ok(Nats { outbox, stats })
     }
 
     /// Queue one alert's JSON; never blocks.
     pub fn send(&self, alert_json: &str) {
-        if let Some(tx) = &self.tx
-            && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                tx.try_send(alert_json.to_string())
-        {
-            self.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
-        }
+        count_drop(self.outbox.send(alert_json.to_string()), &self.stats.dropped_queue_full);
     }
 
     /// Deliver what is queued (bounded by `deadline`), then stop.
     pub fn finish(&mut self, deadline: Duration) {
-        self.tx = None;
-        let t = Instant::now();
-        if let Some(w) = self.worker.take() {
-            while !w.is_finished() && t.elapsed() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if w.is_finished() {
-                let _ = w.join();
-            } else {
-                eprintln!(
-                    "boxwatch: NATS still delivering after {deadline:?}; undelivered alerts are in alerts.jsonl"
-                );
-            }
-        }
+        self.outbox.finish(deadline);
     }
 }
 

@@ -22,11 +22,12 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+use super::outbox::{Outbox, count_drop};
 use boxwatch_rules::{Alert, Priority};
 
 /// `local0`, the default facility.
@@ -157,8 +158,7 @@ pub struct SyslogStats {
 }
 
 pub struct Syslog {
-    tx: Option<SyncSender<String>>,
-    worker: Option<JoinHandle<()>>,
+    outbox: Outbox<String>,
     facility: u8,
     pid: u32,
     pub stats: Arc<SyslogStats>,
@@ -307,43 +307,22 @@ impl Syslog {
         if facility > 23 {
             bail!("syslog facility {facility} out of range (0-23)");
         }
-        let (tx, rx) = sync_channel(queue.max(1));
         let stats = Arc::new(SyslogStats::default());
         let s2 = Arc::clone(&stats);
-        let worker = std::thread::Builder::new()
-            .name("bw-syslog".into())
-            .spawn(move || run(target, rx, s2))
-            .context("start syslog thread")?;
-        Ok(Syslog { tx: Some(tx), worker: Some(worker), facility, pid: std::process::id(), stats })
+        let outbox = Outbox::start("syslog", queue, move |rx| run(target, rx, s2))?;
+        Ok(Syslog { outbox, facility, pid: std::process::id(), stats })
     }
 
     /// Queue one alert; never blocks.
     pub fn send(&self, alert: &Alert) {
-        let Some(tx) = &self.tx else { return };
         let json = serde_json::to_string(alert).unwrap_or_default();
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            tx.try_send(format(alert, &json, self.facility, self.pid))
-        {
-            self.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
-        }
+        let sent = self.outbox.send(format(alert, &json, self.facility, self.pid));
+        count_drop(sent, &self.stats.dropped_queue_full);
     }
 
     /// Deliver what is queued (bounded by `deadline`), then stop.
     pub fn finish(&mut self, deadline: Duration) {
-        self.tx = None;
-        let t = Instant::now();
-        if let Some(w) = self.worker.take() {
-            while !w.is_finished() && t.elapsed() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if w.is_finished() {
-                let _ = w.join();
-            } else {
-                eprintln!(
-                    "boxwatch: syslog still delivering after {deadline:?}; undelivered alerts are in alerts.jsonl"
-                );
-            }
-        }
+        self.outbox.finish(deadline);
     }
 }
 

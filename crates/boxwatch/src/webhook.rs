@@ -9,11 +9,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+use super::outbox::{Outbox, count_drop};
 
 /// A parsed `http://host[:port][/path]` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +58,7 @@ pub struct WebhookStats {
 }
 
 pub struct Webhook {
-    tx: Option<SyncSender<String>>,
-    worker: Option<JoinHandle<()>>,
+    outbox: Outbox<String>,
     pub stats: Arc<WebhookStats>,
 }
 
@@ -136,41 +136,20 @@ fn run(url: Url, rx: Receiver<String>, stats: Arc<WebhookStats>) {
 impl Webhook {
     pub fn start(url: &str, queue: usize) -> Result<Webhook> {
         let url = Url::parse(url)?;
-        let (tx, rx) = sync_channel(queue.max(1));
         let stats = Arc::new(WebhookStats::default());
         let s2 = Arc::clone(&stats);
-        let worker = std::thread::Builder::new()
-            .name("bw-webhook".into())
-            .spawn(move || run(url, rx, s2))
-            .context("start webhook thread")?;
-        Ok(Webhook { tx: Some(tx), worker: Some(worker), stats })
+        let outbox = Outbox::start("webhook", queue, move |rx| run(url, rx, s2))?;
+        Ok(Webhook { outbox, stats })
     }
 
     /// Queue one alert's JSON; never blocks.
     pub fn send(&self, json: &str) {
-        if let Some(tx) = &self.tx
-            && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(json.to_string())
-        {
-            self.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
-        }
+        count_drop(self.outbox.send(json.to_string()), &self.stats.dropped_queue_full);
     }
 
     /// Deliver what is queued (bounded by `deadline`), then stop.
     pub fn finish(&mut self, deadline: Duration) {
-        self.tx = None;
-        let t = Instant::now();
-        if let Some(w) = self.worker.take() {
-            while !w.is_finished() && t.elapsed() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if w.is_finished() {
-                let _ = w.join();
-            } else {
-                eprintln!(
-                    "boxwatch: webhook still delivering after {deadline:?}; undelivered alerts are in alerts.jsonl"
-                );
-            }
-        }
+        self.outbox.finish(deadline);
     }
 }
 

@@ -7,6 +7,8 @@
 #[allow(dead_code)]
 #[path = "../../src/nats.rs"]
 mod nats;
+#[path = "../../src/outbox.rs"]
+mod outbox;
 #[allow(dead_code)]
 #[path = "../../src/syslog.rs"]
 mod syslog;
