@@ -4,7 +4,7 @@
 # is missing and runs `apt-get update` at most once, only if something is missing.
 #
 #   scripts/install-deps.sh          # build deps (clang, libelf, zlib, make, pkg-config, gcc, libc6-dev)
-#   scripts/install-deps.sh --test   # + containerd runc busybox-static python3 rsyslog nats-server
+#   scripts/install-deps.sh --test   # + containerd runc busybox-static python3 rsyslog nats-server prometheus
 #
 # Also makes sure tracefs is mounted at /sys/kernel/tracing and that a Rust
 # toolchain (cargo) is present (it cannot be downloaded here: install rustup by hand).
@@ -35,7 +35,7 @@ fi
 
 pkgs=(clang libelf-dev zlib1g-dev make pkg-config gcc libc6-dev)
 if [ "$want_test" = 1 ]; then
-    pkgs+=(containerd runc busybox-static python3 rsyslog nats-server)
+    pkgs+=(containerd runc busybox-static python3 rsyslog nats-server prometheus)
 fi
 
 is_installed() {

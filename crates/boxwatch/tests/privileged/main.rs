@@ -12,6 +12,7 @@ mod filtering;
 mod harness_smoke;
 mod identity;
 mod lineage;
+mod metrics_scrape;
 mod network;
 mod outputs;
 mod privileges;
