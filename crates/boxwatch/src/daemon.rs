@@ -510,7 +510,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
     };
     eprintln!(
         "boxwatch: ready: {} hooks attached, {} degraded{}{fallback}; {} rules (compiled in {rules_ms} ms); \
-         {} containers, {} cgroups, {seeded} processes; loaded in {load_ms} ms; logs in {}; metrics {}",
+         {} containers, {} cgroups, {seeded} processes; loaded in {load_ms} ms; logs in {}; outputs: {}; metrics {}",
         cov.attached(),
         degraded.len(),
         if degraded.is_empty() {
@@ -522,6 +522,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         p.table.containers().count(),
         p.table.cgroup_count(),
         args.log_dir.display(),
+        p.sinks.describe(),
         listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())

@@ -237,6 +237,36 @@ impl Drop for History {
     }
 }
 
+/// `boxwatch alerts`: print the matching alerts of the database at `db` to stdout,
+/// newest first: human lines, or with `json` exactly the alerts.jsonl lines.
+pub fn print(
+    db: &Path,
+    since: Option<&str>,
+    container: Option<String>,
+    rule: Option<String>,
+    limit: usize,
+    json: bool,
+) -> Result<()> {
+    use std::io::Write;
+    let since_ns = since.map(|s| parse_since(s, now_unix_ns())).transpose()?;
+    let q = Query { since_ns, container, rule, limit };
+    let text = if json {
+        let mut t = History::query_lines(db, &q)?.join("\n");
+        if !t.is_empty() {
+            t.push('\n');
+        }
+        t
+    } else {
+        render_human(&History::query(db, &q)?)
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // `boxwatch alerts | head` is fine.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("write to stdout"),
+        _ => Ok(()),
+    }
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }

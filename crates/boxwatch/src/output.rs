@@ -249,6 +249,28 @@ impl Sinks {
         }
     }
 
+    /// The active outputs, for the start-up summary.
+    pub fn describe(&self) -> String {
+        let mut v = Vec::new();
+        match self.format {
+            Some((human, content)) => v.push(
+                format!("stdout ({}, {content:?})", if human { "human" } else { "json" }).to_lowercase(),
+            ),
+            None => v.push("stdout off".into()),
+        }
+        v.push(if self.events.is_some() { "alerts.jsonl + events.jsonl" } else { "alerts.jsonl" }.into());
+        if self.webhook.is_some() {
+            v.push("webhook".into());
+        }
+        if self.syslog.is_some() {
+            v.push("syslog".into());
+        }
+        if self.nats.is_some() {
+            v.push("nats".into());
+        }
+        v.join(", ")
+    }
+
     /// Shutdown: flush and fsync the log files.
     pub fn sync(&mut self) {
         self.flush();

@@ -111,3 +111,113 @@ fn alerts_are_posted_to_a_falcosidekick_compatible_receiver() {
         log.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|v| mine(v)).collect();
     assert_eq!(posted, logged);
 }
+
+/// A receiver that can be stopped and started again on the same port.
+struct Flaky {
+    addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Flaky {
+    fn start(addr: &str, got: Arc<Mutex<Vec<Value>>>) -> Flaky {
+        let l = TcpListener::bind(addr).expect("bind receiver");
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g, s) = (got, Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((conn, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let (mut line, mut len) = (String::new(), 0usize);
+                r.read_line(&mut line).unwrap();
+                loop {
+                    line.clear();
+                    r.read_line(&mut line).unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0u8; len];
+                r.read_exact(&mut body).unwrap();
+                g.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+                let mut c = conn;
+                let _ = write!(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        Flaky { addr, stop }
+    }
+
+    fn kill(self) -> std::net::SocketAddr {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(100)); // the listener is dropped with the thread
+        self.addr
+    }
+}
+
+#[test]
+fn a_dead_receiver_loses_nothing_that_fits_the_queue_and_counts_the_rest() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let rx = Flaky::start("127.0.0.1:0", Arc::clone(&got));
+    let url = format!("http://{}/", rx.addr);
+    let ctrd = Containerd::start();
+    // A queue of 3: while the receiver is down, the fourth alert onwards cannot be held.
+    let d = Daemon::start(&["--webhook", &url, "--webhook-queue", "3"]);
+    let mine = |id: &str| {
+        let id = id.to_string();
+        move |v: &Value| v["output_fields"]["boxwatch.container.full_id"] == id.as_str()
+    };
+    let id1 = random_container_id();
+    ctrd.run(&id1, &docker_cgroup(&id1), &["sh", "-c", "cat /etc/shadow >/dev/null"], T).assert_success();
+    let t0 = std::time::Instant::now();
+    while got.lock().unwrap().iter().filter(|v| mine(&id1)(v)).count() < 2 {
+        assert!(t0.elapsed() < T, "receiver up: alerts not delivered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Receiver down: 1 alert in delivery + 3 queued survive; the rest are counted.
+    let addr = rx.kill();
+    let id2 = random_container_id();
+    let many = "for i in $(seq 1 12); do touch /etc/f$i; done";
+    ctrd.run(&id2, &docker_cgroup(&id2), &["sh", "-c", many], T).assert_success();
+    let printed = d.wait_for("alerts on stdout while the receiver is down", T, |v| {
+        v["rule"] == "Write below /etc in a container" && mine(&id2)(v)
+    });
+    drop(printed);
+    std::thread::sleep(Duration::from_millis(500));
+    let printed = d.container_alerts(&id2).len();
+    assert!(printed >= 10, "stdout has the shell alert and 12 writes: {printed}");
+
+    // Receiver back on the same port within the retry budget: what was held arrives.
+    let _rx2 = Flaky::start(&addr.to_string(), Arc::clone(&got));
+    let t0 = std::time::Instant::now();
+    while got.lock().unwrap().iter().filter(|v| mine(&id2)(v)).count() < 4 {
+        assert!(
+            t0.elapsed() < T,
+            "held alerts not delivered after the receiver came back: {:?}",
+            got.lock().unwrap().len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let delivered = got.lock().unwrap().iter().filter(|v| mine(&id2)(v)).count();
+    let stats = d.stop();
+    let field = |k: &str| -> usize {
+        stats
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(usize::MAX)
+    };
+    let (full, failed) = (field("webhook_queue_full="), field("webhook_failed="));
+    assert_eq!(failed, 0, "nothing gave up: the receiver came back within the retry budget; {stats}");
+    assert!(full >= 1, "alerts beyond the queue are counted: {stats}");
+    assert_eq!(delivered + full, printed, "every alert is either delivered or counted as dropped: {stats}");
+}
