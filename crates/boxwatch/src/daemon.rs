@@ -29,6 +29,7 @@ use boxwatch_runtime::EnricherConfig;
 use crate::cgroups;
 use crate::cli::RunArgs;
 use crate::clock::{WallClock, hostname, monotonic_ns};
+use crate::config;
 use crate::enrich::Enrichment;
 use crate::metrics::{self, Metrics};
 use crate::output::Sinks;
@@ -89,6 +90,7 @@ struct Processor<'m> {
     enrich: Enrichment,
     rules: RuleSet,
     rule_sources: RuleSources,
+    reload_cfg: Reload,
     aggregate: Aggregator,
     stateful: Stateful,
     clock: WallClock,
@@ -296,8 +298,31 @@ impl Processor<'_> {
         }
     }
 
-    /// SIGHUP: compile the rules again; on any error keep the rules in force.
+    /// SIGHUP: read the config file again (its `[rules]` section applies when the
+    /// command line did not set the rules), then compile the rules again; on any
+    /// error keep what is in force.
     fn reload_rules(&mut self) {
+        if let Some(path) = self.reload_cfg.config.clone() {
+            match config::load(Some(&path)) {
+                Ok(Some((_, file))) => {
+                    if self.reload_cfg.rules_from_file {
+                        self.rule_sources = RuleSources {
+                            default_pack: file.rules.default_pack.unwrap_or(true),
+                            paths: file.rules.paths.unwrap_or_default(),
+                        };
+                    }
+                    eprintln!(
+                        "boxwatch: config {} re-read ([rules] applied; other settings take effect at restart)",
+                        path.display()
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    eprintln!("boxwatch: config reload failed; keeping the settings in force: {e:#}");
+                    return;
+                }
+            }
+        }
         match self.rule_sources.load() {
             Ok(set) => {
                 eprintln!("boxwatch: rules reloaded: {} rules", set.len());
@@ -415,7 +440,15 @@ fn stats_line(monitor: &Monitor, m: &Metrics) -> String {
     s
 }
 
-pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
+/// What SIGHUP reloads: the rules, and the config file's `[rules]` section when the
+/// command line and environment did not set the rules (other settings need a restart).
+#[derive(Debug, Clone)]
+pub struct Reload {
+    pub config: Option<PathBuf>,
+    pub rules_from_file: bool,
+}
+
+pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
     let host_mask = kind_mask(&args.host_events)?;
     // Host exec/fork/exit pass the kernel filter (they are not printed): the
     // process tree needs the runtime processes (containerd-shim, runc) that
@@ -466,6 +499,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<()> {
         sinks,
         rules,
         rule_sources,
+        reload_cfg,
         aggregate: Aggregator::new(AggregateConfig {
             window_ns: args.aggregate_window.saturating_mul(1_000_000_000),
             per_rule_per_sec: args.rate_per_rule,

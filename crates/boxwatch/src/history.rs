@@ -95,11 +95,6 @@ impl History {
         })
     }
 
-    /// Path of the database.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Add one alert. Inserts go into a transaction that [`History::flush`] commits,
     /// so a burst costs one fsync-free page write per flush, not one per alert.
     pub fn insert(&mut self, alert: &Alert) -> Result<()> {

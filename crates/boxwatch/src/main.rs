@@ -32,12 +32,17 @@ fn run_args(
     mut args: RunArgs,
     matches: &clap::ArgMatches,
     config: Option<&std::path::Path>,
-) -> Result<RunArgs> {
+) -> Result<(RunArgs, daemon::Reload)> {
+    let sub = matches.subcommand().map_or(matches, |(_, m)| m);
+    let from_file =
+        |id: &str| matches!(sub.value_source(id), None | Some(clap::parser::ValueSource::DefaultValue));
+    let mut reload =
+        daemon::Reload { config: None, rules_from_file: from_file("rules") && from_file("no_default_rules") };
     if let Some((path, file)) = config::load(config)? {
-        let sub = matches.subcommand().map_or(matches, |(_, m)| m);
         config::apply(&mut args, sub, &path, file)?;
+        reload.config = Some(path);
     }
-    Ok(args)
+    Ok((args, reload))
 }
 
 fn main() -> ExitCode {
@@ -49,7 +54,7 @@ fn main() -> ExitCode {
     let config = cli.config.as_deref();
     let result = match cli.command {
         Command::Run(args) => run_args(args, &matches, config)
-            .and_then(|a| daemon::run(a, cli.verbose))
+            .and_then(|(a, reload)| daemon::run(a, reload, cli.verbose))
             .map(|()| ExitCode::SUCCESS),
         Command::Config(c) => match c.command {
             ConfigCommand::Check => {
@@ -59,7 +64,7 @@ fn main() -> ExitCode {
                     Ok(Command::Run(a)) => Ok(a),
                     _ => Err(anyhow::anyhow!("internal: cannot build default run settings")),
                 };
-                args.and_then(|a| run_args(a, &run, config)).map(|a| {
+                args.and_then(|a| run_args(a, &run, config)).map(|(a, _)| {
                     println!("{a:#?}");
                     ExitCode::SUCCESS
                 })

@@ -84,3 +84,56 @@ fn custom_rules_load_and_sighup_keeps_the_last_good_set() {
     drop(c);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sighup_rereads_the_config_file_rules_section() {
+    let base = std::env::temp_dir().join(format!("boxwatch-cfg-{}", random_hex(6)));
+    let (a, b) = (base.join("a"), base.join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (ma, mb) = (format!("/tmp/ma-{}", random_hex(4)), format!("/tmp/mb-{}", random_hex(4)));
+    std::fs::write(a.join("r.yaml"), CUSTOM.replace("/tmp/MARKER", &ma)).unwrap();
+    std::fs::write(b.join("r.yaml"), CUSTOM.replace("/tmp/MARKER", &mb)).unwrap();
+    let cfg = base.join("boxwatch.toml");
+    std::fs::write(&cfg, format!("[rules]\npaths = [{:?}]\n", a.display().to_string())).unwrap();
+    let ctrd = Containerd::start();
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let id = random_container_id();
+    let c = ctrd.run_detached(&id, &docker_cgroup(&id), &["sleep", "300"]);
+    let fired = |m: &str| {
+        let m = m.to_string();
+        move |v: &serde_json::Value| {
+            v["rule"] == "Custom marker file read" && v["output_fields"]["fd.name"] == m.as_str()
+        }
+    };
+    c.exec("e1", &["sh", "-c", &format!(": > {ma}; cat {ma}")], T).assert_success();
+    d.wait_for("rule from directory a", T, fired(&ma));
+    std::thread::sleep(Duration::from_millis(300));
+    let a_before = d.container_alerts(&id).iter().filter(|v| fired(&ma)(v)).count();
+
+    // A broken config: reported with file:line:column, nothing changes.
+    std::fs::write(&cfg, "[rules]\npaths = [\"/x\"]\nbogus = 1\n").unwrap();
+    sighup(&d);
+    let t0 = std::time::Instant::now();
+    while !d.stderr_text().contains("config reload failed") {
+        assert!(t0.elapsed() < T, "{}", d.stderr_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.stderr_text().contains("boxwatch.toml:3:1: unknown field `bogus`"), "{}", d.stderr_text());
+
+    // Point the config at directory b: its rule replaces a's.
+    std::fs::write(&cfg, format!("[rules]\npaths = [{:?}]\n", b.display().to_string())).unwrap();
+    sighup(&d);
+    let t0 = std::time::Instant::now();
+    while !d.stderr_text().contains("rules reloaded") {
+        assert!(t0.elapsed() < T, "{}", d.stderr_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.exec("e2", &["sh", "-c", &format!(": > {mb}; cat {mb}; cat {ma}")], T).assert_success();
+    d.wait_for("rule from directory b", T, fired(&mb));
+    std::thread::sleep(Duration::from_millis(300));
+    let a_hits = d.container_alerts(&id).iter().filter(|v| fired(&ma)(v)).count();
+    assert_eq!(a_hits, a_before, "directory a's rule no longer loaded after the reload");
+    drop(c);
+    let _ = std::fs::remove_dir_all(&base);
+}
