@@ -469,6 +469,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
     let cgroup_root = cgroups::cgroup2_root()?;
     let sinks = Sinks::open(&args)?;
     let t0 = Instant::now();
+    eprintln!("boxwatch: loading and attaching the BPF programs…");
     let monitor = Monitor::load(&cfg).context("load the BPF monitor (try `boxwatch check`)")?;
     let load_ms = t0.elapsed().as_millis();
     // Loading parsed the kernel's BTF (several MB) for CO-RE; libbpf has freed it,
@@ -483,6 +484,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
     };
     let rule_sources = RuleSources { default_pack: !args.no_default_rules, paths: args.rules.clone() };
     let t_rules = Instant::now();
+    eprintln!("boxwatch: compiling rules…");
     let rules = rule_sources.load().context("load detection rules")?;
     let rules_ms = t_rules.elapsed().as_millis();
     let mut p = Processor {
@@ -524,6 +526,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
     // Seed from the cgroup tree: containers that exist before start are
     // classified before the first event is read.
     let now = p.clock.wall_ns(monotonic_ns());
+    eprintln!("boxwatch: scanning cgroups and /proc for running containers and processes…");
     for (id, path) in cgroups::scan(&cgroup_root)? {
         p.learn(id, &path, now, "first_seen");
     }
