@@ -42,6 +42,9 @@ pub enum Command {
     /// The live process tree of every container, with the runtime processes
     /// (containerd-shim, runc, conmon) above each container's processes.
     Ps(PsArgs),
+    /// Query the alert history kept by `boxwatch run --history`: newest first,
+    /// filtered by time, container and rule.
+    Alerts(AlertsArgs),
     #[command(hide = true)]
     BenchWorker(BenchWorkerArgs),
 }
@@ -140,6 +143,15 @@ pub struct RunArgs {
     /// Alerts the NATS output may queue while the server is slow or down.
     #[arg(long, default_value_t = 10_000)]
     pub nats_queue: usize,
+    /// Also keep every alert in this SQLite database (WAL), queried with `boxwatch alerts --db`.
+    #[arg(long, env = "BOXWATCH_HISTORY")]
+    pub history: Option<PathBuf>,
+    /// Most alerts the history keeps (oldest deleted first); 0: unlimited.
+    #[arg(long, default_value_t = 100_000)]
+    pub history_max_alerts: u64,
+    /// Days the history keeps alerts; 0: forever.
+    #[arg(long, default_value_t = 30)]
+    pub history_max_age_days: u64,
     /// Extra rules files or directories (every *.yaml inside), loaded after the
     /// default pack; they may add rules or override default ones. SIGHUP reloads.
     #[arg(long = "rules", env = "BOXWATCH_RULES", value_delimiter = ':')]
@@ -234,6 +246,28 @@ pub enum RulesCommand {
         #[arg(long)]
         no_default_rules: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// The history database (`boxwatch run --history`).
+    #[arg(long, default_value = "/var/lib/boxwatch/alerts.db", env = "BOXWATCH_HISTORY")]
+    pub db: PathBuf,
+    /// Only alerts since: a duration back from now (90s, 10m, 2h, 3d) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only the container whose full id starts with this.
+    #[arg(long)]
+    pub container: Option<String>,
+    /// Only this rule (name or id, exact).
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Print JSON lines, exactly as in alerts.jsonl.
+    #[arg(long)]
+    pub json: bool,
+    /// Most alerts printed (the newest); 0: all.
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]

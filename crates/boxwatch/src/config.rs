@@ -39,6 +39,18 @@ pub struct File {
     pub nats: Nats,
     #[serde(default)]
     pub aggregate: Aggregate,
+    #[serde(default)]
+    pub history: HistoryCfg,
+}
+
+/// `[history]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryCfg {
+    /// SQLite database of every alert; unset: no history.
+    pub path: Option<PathBuf>,
+    pub max_alerts: Option<u64>,
+    pub max_age_days: Option<u64>,
 }
 
 /// `[output]`
@@ -215,6 +227,9 @@ pub fn apply(args: &mut RunArgs, m: &ArgMatches, path: &Path, f: File) -> Result
     set!("nats_jetstream", args.nats_jetstream, f.nats.jetstream);
     set!("nats_queue", args.nats_queue, f.nats.queue);
     set!("aggregate_window", args.aggregate_window, f.aggregate.window_secs);
+    set!("history", args.history, f.history.path.map(Some));
+    set!("history_max_alerts", args.history_max_alerts, f.history.max_alerts);
+    set!("history_max_age_days", args.history_max_age_days, f.history.max_age_days);
     set!("rate_per_rule", args.rate_per_rule, f.aggregate.rate_per_rule);
     set!("rate_per_container", args.rate_per_container, f.aggregate.rate_per_container);
     if !(1..=1024).contains(&args.ringbuf_mib) || !args.ringbuf_mib.is_power_of_two() {

@@ -9,6 +9,7 @@ mod clock;
 mod config;
 mod daemon;
 mod enrich;
+mod history;
 mod logfile;
 mod metrics;
 mod nats;
@@ -73,6 +74,8 @@ fn main() -> ExitCode {
         Command::Check => Ok(if check::run(cli.verbose) { ExitCode::SUCCESS } else { ExitCode::from(1) }),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Ps(args) => ps::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Alerts(a) => history::print(&a.db, a.since.as_deref(), a.container, a.rule, a.limit, a.json)
+            .map(|()| ExitCode::SUCCESS),
         Command::Rules(args) => rules::run(args),
         Command::BenchWorker(args) => bench::worker(args).map(|()| ExitCode::SUCCESS),
     };

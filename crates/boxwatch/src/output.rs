@@ -17,6 +17,7 @@ use boxwatch_runtime::Metadata;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, RunArgs, StdoutContent};
+use crate::history::History;
 use crate::logfile::{LogFile, Policy};
 use crate::nats::Nats;
 use crate::syslog::Syslog;
@@ -65,6 +66,7 @@ pub struct Sinks {
     pub webhook: Option<Webhook>,
     pub syslog: Option<Syslog>,
     pub nats: Option<Nats>,
+    history: Option<History>,
     pub stats: OutputStats,
 }
 
@@ -116,6 +118,14 @@ impl Sinks {
                 Some(url) => {
                     Some(Nats::start(url, &args.nats_subject, args.nats_jetstream, args.nats_queue)?)
                 }
+                None => None,
+            },
+            history: match &args.history {
+                Some(p) => Some(History::open(
+                    p,
+                    args.history_max_alerts,
+                    args.history_max_age_days.saturating_mul(86_400),
+                )?),
                 None => None,
             },
             stats: OutputStats::default(),
@@ -207,6 +217,11 @@ impl Sinks {
         if self.alerts.write_line(&j).and_then(|_| self.alerts.flush()).is_err() {
             self.stats.write_errors += 1;
         }
+        if let Some(h) = self.history.as_mut()
+            && h.insert(a).is_err()
+        {
+            self.stats.write_errors += 1;
+        }
         if let Some(w) = &self.webhook {
             w.send(&j);
         }
@@ -247,6 +262,11 @@ impl Sinks {
         if self.alerts.flush().is_err() {
             self.stats.write_errors += 1;
         }
+        if let Some(h) = self.history.as_mut()
+            && h.flush().is_err()
+        {
+            self.stats.write_errors += 1;
+        }
     }
 
     /// The active outputs, for the start-up summary.
@@ -267,6 +287,9 @@ impl Sinks {
         }
         if self.nats.is_some() {
             v.push("nats".into());
+        }
+        if self.history.is_some() {
+            v.push("history".into());
         }
         v.join(", ")
     }

@@ -10,6 +10,7 @@ mod enrichment;
 mod events;
 mod filtering;
 mod harness_smoke;
+mod history;
 mod identity;
 mod lineage;
 mod metrics_scrape;
