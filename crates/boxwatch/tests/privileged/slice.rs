@@ -199,3 +199,32 @@ fn log_files_rotate_by_size_without_losing_lines() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sigterm_drains_everything_accepted() {
+    let ctrd = Containerd::start();
+    // A long poll interval: at SIGTERM most of the burst is still in the ring buffer or the queue.
+    let d = Daemon::start(&["--latency-ms", "1000"]);
+    let id = random_container_id();
+    let burst =
+        "python3 -c 'import os\nfor i in range(3000): os.close(os.open(\"/etc/hostname\", os.O_RDONLY))'";
+    ctrd.run(&id, &docker_cgroup(&id), &["sh", "-c", burst], T).assert_success();
+    // The workload is over: everything it did happened before this SIGTERM.
+    let dir = d.log_dir.clone();
+    let stats = d.stop_keep_logs();
+    let num = |k: &str| -> u64 {
+        stats
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    for k in ["kernel_ringbuf_full=", "userspace_queue_full=", "decode_errors=", "output_write_errors="] {
+        assert_eq!(num(k), 0, "{k} {stats}");
+    }
+    let logged = std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
+    let opens =
+        logged.lines().filter(|l| l.contains(&id) && l.contains("\"path\":\"/etc/hostname\"")).count();
+    assert_eq!(opens, 3000, "every open that happened before SIGTERM is in events.jsonl: {stats}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
