@@ -86,6 +86,9 @@ pub struct RunArgs {
     /// Rotate alerts.jsonl / events.jsonl when they reach this many MiB (0: never).
     #[arg(long, default_value_t = 100)]
     pub log_max_mb: u64,
+    /// Also rotate them after this many hours of writing (0: never).
+    #[arg(long, default_value_t = 24)]
+    pub log_max_age_hours: u64,
     /// Rotated log files kept (`alerts.jsonl.1` … `.N`).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub log_keep: u32,

@@ -66,6 +66,8 @@ pub struct Output {
     pub event_log: Option<bool>,
     /// Rotate log files at this size in MiB (0: never).
     pub max_mb: Option<u64>,
+    /// Rotate after this many hours of writing (0: never).
+    pub max_age_hours: Option<u64>,
     /// Rotated files kept.
     pub keep: Option<u32>,
 }
@@ -198,6 +200,7 @@ pub fn apply(args: &mut RunArgs, m: &ArgMatches, path: &Path, f: File) -> Result
     set!("no_event_log", args.no_event_log, f.output.event_log.map(|b| !b));
     set!("log_max_mb", args.log_max_mb, f.output.max_mb);
     set!("log_keep", args.log_keep, f.output.keep);
+    set!("log_max_age_hours", args.log_max_age_hours, f.output.max_age_hours);
     set!("all_processes", args.all_processes, f.filter.all_processes);
     set!("host_events", args.host_events, f.filter.host_events);
     set!("no_host_lineage", args.no_host_lineage, f.filter.host_lineage.map(|b| !b));

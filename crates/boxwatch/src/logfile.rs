@@ -1,4 +1,4 @@
-//! An append-only JSON-lines log with size rotation (`alerts.jsonl` →
+//! An append-only JSON-lines log with size and age rotation (`alerts.jsonl` →
 //! `alerts.jsonl.1` → … → `alerts.jsonl.<keep>`, oldest dropped) and a
 //! documented durability policy:
 //!
@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 pub struct Policy {
     /// Rotate when the file reaches this many bytes (0: never).
     pub max_bytes: u64,
+    /// Rotate when the current file has been written for this long (None: never).
+    pub max_age: Option<Duration>,
     /// Rotated files kept (`.1` … `.keep`).
     pub keep: u32,
     /// fsync at most this often (None: only at rotation and shutdown).
@@ -32,6 +34,8 @@ pub struct LogFile {
     bytes: u64,
     policy: Policy,
     last_sync: Instant,
+    /// When the current file was opened (or rotated in).
+    opened: Instant,
     dirty: bool,
 }
 
@@ -50,15 +54,23 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
 impl LogFile {
     pub fn open(path: &Path, policy: Policy) -> std::io::Result<LogFile> {
         let (out, bytes) = open(path)?;
-        Ok(LogFile { path: path.to_path_buf(), out, bytes, policy, last_sync: Instant::now(), dirty: false })
+        let now = Instant::now();
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            out,
+            bytes,
+            policy,
+            last_sync: now,
+            opened: now,
+            dirty: false,
+        })
     }
 
     /// Append one line (a newline is added).
     pub fn write_line(&mut self, line: &str) -> std::io::Result<()> {
-        if self.policy.max_bytes > 0
-            && self.bytes + line.len() as u64 + 1 > self.policy.max_bytes
-            && self.bytes > 0
-        {
+        let too_big = self.policy.max_bytes > 0 && self.bytes + line.len() as u64 + 1 > self.policy.max_bytes;
+        let too_old = self.policy.max_age.is_some_and(|age| self.opened.elapsed() >= age);
+        if (too_big || too_old) && self.bytes > 0 {
             self.rotate()?;
         }
         self.out.write_all(line.as_bytes())?;
@@ -103,6 +115,7 @@ impl LogFile {
         let (out, bytes) = open(&self.path)?;
         self.out = out;
         self.bytes = bytes;
+        self.opened = Instant::now();
         Ok(())
     }
 }
@@ -121,7 +134,7 @@ mod tests {
     fn rotates_by_size_keeping_n_files_and_loses_no_line() {
         let d = tmpdir();
         let p = d.join("alerts.jsonl");
-        let policy = Policy { max_bytes: 1000, keep: 3, sync_every: Some(Duration::ZERO) };
+        let policy = Policy { max_bytes: 1000, max_age: None, keep: 3, sync_every: Some(Duration::ZERO) };
         let mut f = LogFile::open(&p, policy).unwrap();
         let line = "x".repeat(99); // 100 bytes with the newline
         for i in 0..35 {
@@ -146,10 +159,27 @@ mod tests {
     }
 
     #[test]
+    fn rotates_by_age() {
+        let d = tmpdir();
+        let p = d.join("alerts.jsonl");
+        let policy =
+            Policy { max_bytes: 0, max_age: Some(Duration::from_millis(50)), keep: 2, sync_every: None };
+        let mut f = LogFile::open(&p, policy).unwrap();
+        f.write_line("old").unwrap();
+        std::thread::sleep(Duration::from_millis(80));
+        f.write_line("new").unwrap();
+        f.sync().unwrap();
+        assert_eq!(std::fs::read_to_string(rotated(&p, 1)).unwrap(), "old\n");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn no_rotation_when_unbounded() {
         let d = tmpdir();
         let p = d.join("events.jsonl");
-        let mut f = LogFile::open(&p, Policy { max_bytes: 0, keep: 5, sync_every: None }).unwrap();
+        let mut f =
+            LogFile::open(&p, Policy { max_bytes: 0, max_age: None, keep: 5, sync_every: None }).unwrap();
         for _ in 0..100 {
             f.write_line("0123456789").unwrap();
         }

@@ -79,6 +79,8 @@ impl Sinks {
     pub fn open(args: &RunArgs) -> Result<Sinks> {
         let policy = Policy {
             max_bytes: args.log_max_mb.saturating_mul(1024 * 1024),
+            max_age: (args.log_max_age_hours > 0)
+                .then(|| std::time::Duration::from_secs(args.log_max_age_hours.saturating_mul(3600))),
             keep: args.log_keep,
             // Alerts: fsync at most once a second (and at rotation and shutdown).
             sync_every: Some(std::time::Duration::from_secs(1)),
