@@ -16,6 +16,7 @@ mod libbpf_log;
 mod loader;
 pub mod probe;
 mod skel;
+pub mod stats;
 pub mod tracefs;
 
 pub use error::Error;

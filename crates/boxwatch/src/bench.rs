@@ -133,6 +133,19 @@ struct CaseResult {
     ratio: f64,
 }
 
+/// Run count and time of one BPF program of the monitor, over the monitored phases.
+#[derive(Debug, Default, Serialize)]
+struct ProgResult {
+    program: String,
+    runs: u64,
+    run_time_ns: u64,
+}
+
+/// Programs of boxwatch's monitor object, by their (15-character) kernel names.
+fn is_monitor_prog(name: &str) -> bool {
+    ["enter_", "exit_", "handle_", "fallback_sys"].iter().any(|p| name.starts_with(p))
+}
+
 #[derive(Debug, Serialize)]
 struct BenchResult {
     kernel: String,
@@ -142,6 +155,7 @@ struct BenchResult {
     daemon_rss_kib: u64,
     daemon_hwm_kib: u64,
     daemon_final_stats: String,
+    bpf_programs: Vec<ProgResult>,
 }
 
 struct BenchCgroups {
@@ -175,6 +189,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut base = vec![Vec::new(); cases.len()];
     let mut mon = vec![Vec::new(); cases.len()];
     let (mut rss, mut hwm) = (0, 0);
+    let mut progs: std::collections::BTreeMap<String, ProgResult> = std::collections::BTreeMap::new();
     let mut final_stats = String::new();
     eprintln!(
         "boxwatch bench: {} rounds x {} openat+close per case (interleaved: no monitor / monitor)",
@@ -189,6 +204,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
         for (i, (_, cg)) in cases.iter().enumerate() {
             mon[i].push(run_worker(cg, args.iterations)?);
         }
+        // Kernel-side cost per program (BPF_ENABLE_STATS) in a separate, untimed pass of the
+        // monitored case: the accounting itself adds two clock reads per program run.
+        let stats_on = boxwatch_bpf::stats::enable();
+        let before = boxwatch_bpf::stats::all_programs();
+        run_worker(&container, args.iterations / 2)?;
+        if stats_on.is_ok() {
+            for p in boxwatch_bpf::stats::all_programs().into_iter().filter(|p| is_monitor_prog(&p.name)) {
+                let b = before.iter().find(|b| b.id == p.id);
+                let e = progs
+                    .entry(p.name.clone())
+                    .or_insert_with(|| ProgResult { program: p.name.clone(), ..Default::default() });
+                e.runs += p.run_cnt - b.map_or(0, |b| b.run_cnt);
+                e.run_time_ns += p.run_time_ns - b.map_or(0, |b| b.run_time_ns);
+            }
+        }
+        drop(stats_on);
         let (r, h) = d.rss_kib();
         rss = rss.max(r);
         hwm = hwm.max(h);
@@ -228,6 +259,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
         )?;
     }
     writeln!(out, "daemon RSS: {:.1} MiB (peak {:.1} MiB)", rss as f64 / 1024.0, hwm as f64 / 1024.0)?;
+    let mut progs: Vec<ProgResult> = progs.into_values().filter(|p| p.runs > 0).collect();
+    progs.sort_by_key(|p| std::cmp::Reverse(p.run_time_ns));
+    if !progs.is_empty() {
+        writeln!(out, "BPF programs, monitored container process (separate pass with BPF_ENABLE_STATS):")?;
+        writeln!(out, "{:<18} {:>12} {:>10} {:>12}", "program", "runs", "ns/run", "total ms")?;
+        for p in progs.iter().take(10) {
+            writeln!(
+                out,
+                "{:<18} {:>12} {:>10.0} {:>12.1}",
+                p.program,
+                p.runs,
+                p.run_time_ns as f64 / p.runs as f64,
+                p.run_time_ns as f64 / 1e6
+            )?;
+        }
+    }
     writeln!(out, "daemon final stats: {}", final_stats.trim())?;
     let result = BenchResult {
         kernel,
@@ -237,6 +284,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         daemon_rss_kib: rss,
         daemon_hwm_kib: hwm,
         daemon_final_stats: final_stats.trim().to_string(),
+        bpf_programs: progs,
     };
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_string_pretty(&result)?)
