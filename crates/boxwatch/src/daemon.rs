@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use boxwatch_abi::{cgroup_class, drop_cause, flags, kind};
 use boxwatch_bpf::{Monitor, MonitorConfig};
 use boxwatch_model::process::{Entry, ProcessTree};
-use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, FdType, Learned, decode};
+use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, Learned, decode};
 use boxwatch_rules::aggregate::{AggregateConfig, Aggregator};
 use boxwatch_rules::engine::{Input, RuleSet, Stateful, StatefulConfig};
 use boxwatch_rules::{Alert, Ancestor, Lineage};
@@ -43,26 +43,12 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(15);
 pub fn kind_mask(names: &[String]) -> Result<u64> {
     let mut mask = 0;
     for n in names.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        let k = match n {
-            "exec" => kind::EXEC,
-            "fork" => kind::FORK,
-            "exit" => kind::EXIT,
-            "open" => kind::OPEN,
-            "connect" => kind::CONNECT,
-            "setid" | "setuid" => kind::SETID,
-            "capset" => kind::CAPSET,
-            "ptrace" => kind::PTRACE,
-            "mount" => kind::MOUNT,
-            "unshare" => kind::UNSHARE,
-            "setns" => kind::SETNS,
-            "module" => kind::MODULE,
-            "bpf" => kind::BPF,
-            "memfd" => kind::MEMFD,
-            "none" => continue,
-            other => bail!(
-                "--host-events: unknown event kind {other:?} (known: exec, fork, exit, open, connect, setid, \
-                 capset, ptrace, mount, unshare, setns, module, bpf, memfd, none)"
-            ),
+        if n == "none" {
+            continue;
+        }
+        let name = if n == "setuid" { "setid" } else { n };
+        let Some(k) = kind::NAMES.iter().skip(1).position(|&k| k == name).map(|i| i as u32 + 1) else {
+            bail!("--host-events: unknown event kind {n:?} (known: {}, none)", kind::NAMES[1..].join(", "));
         };
         mask |= kind::bit(k);
     }
@@ -170,19 +156,15 @@ impl Processor<'_> {
             return;
         }
         let node = self.tree.lookup(p.pid, p.start_ns);
-        let ids = node.map(|n| {
-            let parent = n.parent.and_then(|k| self.tree.lookup(k.pid, k.start_ns));
-            (n.exec_id().to_string(), parent.map(|p| p.exec_id().to_string()))
-        });
+        // One walk up the tree serves the exec ids, the parent's image and the rules' ancestor names.
+        let chain = node.map_or_else(Vec::new, |n| self.tree.ancestors_of(n));
+        let parent = chain.first().copied();
+        let ids = node.map(|n| (n.exec_id().to_string(), parent.map(|p| p.exec_id().to_string())));
         let mut alerts = Vec::new();
         {
             let meta = container.as_ref().and_then(|c| self.enrich.metadata(&c.id));
-            let ancestors: Vec<&str> = node
-                .map_or_else(Vec::new, |n| self.tree.ancestors_of(n).into_iter().map(|a| &*a.comm).collect());
-            let parent = node.and_then(|n| n.parent).and_then(|k| self.tree.lookup(k.pid, k.start_ns));
+            let ancestors: Vec<&str> = chain.iter().map(|a| &*a.comm).collect();
             let entry = node.and_then(|n| n.entry).map(entry_name);
-            let stdio_is_socket = matches!(&ev.detail, Detail::Exec { stdio, .. }
-                if stdio[0] == FdType::Socket || stdio[1] == FdType::Socket);
             let input = Input {
                 event: &ev,
                 container: container.as_deref(),
@@ -197,7 +179,8 @@ impl Processor<'_> {
                 ancestors: &ancestors,
                 parent_exe: parent.and_then(|p| p.exe.as_deref()),
                 entry: entry.as_deref(),
-                stdio_is_socket,
+                // Exec events carry their stdio types; the engine reads them from the event.
+                stdio_is_socket: false,
                 wall_ns,
                 hostname: &self.hostname,
             };
@@ -678,6 +661,7 @@ mod tests {
     fn host_event_names() {
         assert_eq!(kind_mask(&["module".into()]).unwrap(), 1 << 25);
         assert_eq!(kind_mask(&["none".into()]).unwrap(), 0);
+        assert_eq!(kind_mask(&["setuid".into(), "exec".into()]).unwrap(), (1 << 18) | (1 << 1));
         let err = kind_mask(&["bogus".into()]).unwrap_err().to_string();
         assert!(err.contains("bogus") && err.contains("known:"), "{err}");
     }
