@@ -8,13 +8,13 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use super::cgroups;
-use super::cleanup::*;
-use super::process::{RunOutput, quick, run_with_timeout};
+use crate::cgroups;
+use crate::cleanup::*;
+use crate::process::{RunOutput, quick, run_with_timeout};
 
 /// The image every container runs: a ~100 KB rootfs (see mkimage.py) used
 /// with the host's /usr bind-mounted read-only at /usr.

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::cgroups;
-use super::containerd::{DEAD_SUFFIX, STATE_BASE};
-use super::process::quick;
+use crate::cgroups;
+use crate::containerd::{DEAD_SUFFIX, STATE_BASE};
+use crate::process::quick;
 
 /// Start time (clock ticks since boot) of a live process, to tell it apart
 /// from a later process that reused its pid.
@@ -29,7 +29,7 @@ pub(super) fn unique_suffix() -> String {
         std::process::id(),
         nanos & 0xffff_ffff_ffff,
         COUNTER.fetch_add(1, Ordering::Relaxed),
-        &super::random_hex(2)
+        &crate::random_hex(2)
     )
 }
 
@@ -195,7 +195,10 @@ pub(super) fn sweep_stale(runc: &Path) {
 
 /// Exclusive flock on `STATE_BASE/lock`, serializing cgroup bookkeeping
 /// between harness instances (threads or processes). Released on drop.
-pub(super) struct RegistryLock(std::fs::File);
+pub(super) struct RegistryLock {
+    /// Holding the open file holds the lock.
+    _file: std::fs::File,
+}
 
 impl RegistryLock {
     pub(super) fn take() -> Option<RegistryLock> {
@@ -208,7 +211,7 @@ impl RegistryLock {
             .ok()?;
         // SAFETY: flock on a valid open fd; blocks until granted.
         let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
-        (rc == 0).then_some(RegistryLock(f))
+        (rc == 0).then_some(RegistryLock { _file: f })
     }
 }
 
