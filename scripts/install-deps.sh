@@ -5,19 +5,22 @@
 #
 #   scripts/install-deps.sh          # build deps (clang, libelf, zlib, make, pkg-config, gcc, libc6-dev)
 #   scripts/install-deps.sh --test   # + containerd runc busybox-static python3 rsyslog nats-server prometheus
+#   scripts/install-deps.sh --bench  # + containerd runc python3 and the peers: libbpf-tools bpftrace
 #
 # Also makes sure tracefs is mounted at /sys/kernel/tracing and that a Rust
 # toolchain (cargo) is present (it cannot be downloaded here: install rustup by hand).
 set -euo pipefail
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 want_test=0
+want_bench=0
 for arg in "$@"; do
     case "$arg" in
         --test) want_test=1 ;;
+        --bench) want_bench=1 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install-deps.sh: unknown argument: $arg" >&2; usage >&2; exit 2 ;;
     esac
@@ -36,6 +39,9 @@ fi
 pkgs=(clang libelf-dev zlib1g-dev make pkg-config gcc libc6-dev)
 if [ "$want_test" = 1 ]; then
     pkgs+=(containerd runc busybox-static python3 rsyslog nats-server prometheus)
+fi
+if [ "$want_bench" = 1 ]; then
+    pkgs+=(containerd runc python3 libbpf-tools bpftrace)
 fi
 
 is_installed() {

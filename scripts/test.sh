@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: the privileged tests load BPF programs and start containers: run as root" >&2
     exit 1
 fi
-bash scripts/install-deps.sh --test
+bash scripts/install-deps.sh --test --bench
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 echo "== cargo fmt --check"
@@ -21,5 +21,6 @@ echo "== cargo test (unit, fixtures, privileged integration)"
 cargo test --locked --workspace
 echo "== boxwatch check"
 target/debug/boxwatch check
-echo "== boxwatch bench (quick mode: proves the command runs; numbers are not asserted)"
-target/debug/boxwatch bench --iterations 20000 --rounds 1
+echo "== boxwatch-bench --quick (proves every benchmark scenario still runs; no number is asserted)"
+cargo build --locked --workspace --bins
+target/debug/boxwatch-bench --quick --boxwatch target/debug/boxwatch --json target/bench-quick.json >/dev/null

@@ -32,9 +32,6 @@ pub enum Command {
     /// Preflight: kernel, BTF, tracefs, privileges, and which hooks load here.
     /// Exit status 0 when the monitor can run, 1 otherwise.
     Check,
-    /// Measure the monitor's cost: added ns per openat+close for a monitored
-    /// (container cgroup) and a filtered-out (host) process, and daemon RSS.
-    Bench(BenchArgs),
     /// Validate, test and list detection rules.
     Rules(RulesArgs),
     /// Validate the configuration file and print the effective `run` settings.
@@ -45,8 +42,6 @@ pub enum Command {
     /// Query the alert history kept by `boxwatch run --history`: newest first,
     /// filtered by time, container and rule.
     Alerts(AlertsArgs),
-    #[command(hide = true)]
-    BenchWorker(BenchWorkerArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -109,7 +104,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2, value_parser = parse_ringbuf_mib)]
     pub ringbuf_mib: u32,
     /// Do not enable the raw_tp/sys_enter fallback for missing module tracepoints
-    /// (saves ~100 ns on every syscall here, `boxwatch bench` measured; loses module-load
+    /// (saves ~100 ns on every syscall here, `scripts/bench.sh` measured; loses module-load
     /// attempts on such kernels).
     #[arg(long)]
     pub no_syscall_fallback: bool,
@@ -197,19 +192,6 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// openat+close iterations per measurement.
-    #[arg(long, default_value_t = 200_000)]
-    pub iterations: u64,
-    /// Interleaved rounds (no monitor / monitor) per case.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
-    pub rounds: u64,
-    /// Write the results as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
 pub struct ConfigArgs {
     #[command(subcommand)]
     pub command: ConfigCommand,
@@ -277,15 +259,6 @@ pub struct AlertsArgs {
 pub struct PsArgs {
     /// Only the container whose id starts with this.
     pub container: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct BenchWorkerArgs {
-    /// cgroup2 directory to join before measuring.
-    #[arg(long)]
-    pub cgroup: PathBuf,
-    #[arg(long)]
-    pub iterations: u64,
 }
 
 fn parse_ringbuf_mib(s: &str) -> Result<u32, String> {

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{RecvTimeoutError, TrySendError, sync_channel};
+use std::sync::mpsc::{RecvTimeoutError, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -70,6 +70,8 @@ struct Processor<'m> {
     /// Parent pids already looked up in /proc (bounded; cleared when large).
     parent_lookups: HashSet<u32>,
     last_evict_ns: u64,
+    /// Alerts were written to the (buffered) sinks since the last flush.
+    alerts_unflushed: bool,
     /// cgroup ids searched for and not found (avoid rescanning for each event).
     unresolved: HashSet<u64>,
     sinks: Sinks,
@@ -223,6 +225,7 @@ impl Processor<'_> {
     }
 
     fn write_alerts(&mut self, alerts: Vec<Alert>) {
+        self.alerts_unflushed |= !alerts.is_empty();
         for a in &alerts {
             self.sinks.alert(a);
             self.metrics.alert(&a.rule, &format!("{:?}", a.priority));
@@ -480,6 +483,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         start_clock: StartClock::new(),
         parent_lookups: HashSet::new(),
         last_evict_ns: 0,
+        alerts_unflushed: false,
         unresolved: HashSet::new(),
         sinks,
         rules,
@@ -595,7 +599,22 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         let mut last_stats = Instant::now();
         let mut last_reconcile = Instant::now();
         loop {
-            match rx.recv_timeout(latency) {
+            // An alert goes out as soon as the queue runs dry (events alone wait for the
+            // `latency` timer: one write per event would cost more than it buys).
+            let next = if p.alerts_unflushed {
+                match rx.try_recv() {
+                    Ok(ev) => Ok(ev),
+                    Err(TryRecvError::Empty) => {
+                        p.sinks.flush();
+                        p.alerts_unflushed = false;
+                        rx.recv_timeout(latency)
+                    }
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                }
+            } else {
+                rx.recv_timeout(latency)
+            };
+            match next {
                 Ok(ev) => {
                     p.handle(ev);
                     if last_flush.elapsed() >= latency {

@@ -1,7 +1,6 @@
 //! boxwatch: the binary. Wiring only: parse the CLI and hand over to the
 //! subcommand modules.
 
-mod bench;
 mod cgroups;
 mod check;
 mod cli;
@@ -72,12 +71,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Check => Ok(if check::run(cli.verbose) { ExitCode::SUCCESS } else { ExitCode::from(1) }),
-        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Ps(args) => ps::run(args).map(|()| ExitCode::SUCCESS),
         Command::Alerts(a) => history::print(&a.db, a.since.as_deref(), a.container, a.rule, a.limit, a.json)
             .map(|()| ExitCode::SUCCESS),
         Command::Rules(args) => rules::run(args),
-        Command::BenchWorker(args) => bench::worker(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
