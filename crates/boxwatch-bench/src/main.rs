@@ -43,7 +43,7 @@ struct RunArgs {
     /// A short run that checks every scenario still works (CI); its numbers are not meant to be read.
     #[arg(long)]
     quick: bool,
-    /// Interleaved rounds of the overhead scenarios (default 5; quick: 1).
+    /// Interleaved rounds of the overhead scenarios (default 3; quick: 1).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
     rounds: Option<u32>,
     /// The boxwatch binary to measure (default: `boxwatch` next to this binary).
@@ -96,7 +96,7 @@ fn bench(a: RunArgs) -> Result<()> {
     }
     let scratch = std::env::temp_dir().join(format!("boxwatch-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).with_context(|| format!("mkdir {}", scratch.display()))?;
-    let rounds = a.rounds.unwrap_or(if a.quick { 1 } else { 5 });
+    let rounds = a.rounds.unwrap_or(if a.quick { 1 } else { 3 });
     let it = if a.quick {
         Iterations { open: 20_000, exec: 200, connect: 2_000 }
     } else {
@@ -106,7 +106,7 @@ fn bench(a: RunArgs) -> Result<()> {
         LoadPlan { step_secs: 1.0, rates: &[5_000, 0], idle_secs: 2.0, latency_samples: 20, processes: 500 }
     } else {
         LoadPlan {
-            step_secs: 5.0,
+            step_secs: 4.0,
             rates: &[5_000, 25_000, 50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000, 0],
             idle_secs: 10.0,
             latency_samples: 200,
