@@ -166,14 +166,56 @@ fn step(
     })
 }
 
-/// Probe-rule alerts received after `since`, grouped by process id.
-fn probe_alerts(all: &[Received], since: u64) -> BTreeMap<i64, Vec<u64>> {
-    let mut by_pid: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
+/// Probe-rule alerts received after `since`, grouped by process id: (event time, received) ns.
+fn probe_alerts(all: &[Received], since: u64) -> BTreeMap<i64, Vec<(u64, u64)>> {
+    let mut by_pid: BTreeMap<i64, Vec<(u64, u64)>> = BTreeMap::new();
     for r in all.iter().filter(|r| r.at_ns >= since && r.alert["rule"] == PROBE_RULE) {
         let pid = r.alert["output_fields"]["proc.pid"].as_i64().unwrap_or(-1);
-        by_pid.entry(pid).or_default().push(r.at_ns);
+        let event_ns = r.alert["time"].as_str().and_then(parse_rfc3339_ns).unwrap_or(0);
+        by_pid.entry(pid).or_default().push((event_ns, r.at_ns));
     }
     by_pid
+}
+
+/// `2026-11-25T01:03:30.422013875Z` → ns since the epoch (UTC only, as alerts carry it).
+pub fn parse_rfc3339_ns(s: &str) -> Option<u64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, dd) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.splitn(3, ':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let digits = frac.len().min(9);
+    let nanos: i64 = frac[..digits].parse::<i64>().ok()? * 10i64.pow((9 - digits) as u32);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000) + nanos).ok()
+}
+
+/// Pairs each trigger (CLOCK_REALTIME noted just before its open) with the
+/// alert whose event happened within 5 ms after it; returns the latencies
+/// trigger → alert received, in µs, and how many triggers got no alert.
+fn pair(triggers: &[u64], alerts: &[(u64, u64)]) -> (Vec<f64>, usize) {
+    let mut used = vec![false; alerts.len()];
+    let (mut lat, mut missing) = (Vec::new(), 0);
+    for &t in triggers {
+        let hit =
+            alerts.iter().enumerate().find(|(i, (ev, _))| !used[*i] && *ev >= t && *ev <= t + 5_000_000);
+        match hit {
+            Some((i, &(_, at))) => {
+                used[i] = true;
+                lat.push(at.saturating_sub(t) as f64 / 1000.0);
+            }
+            None => missing += 1,
+        }
+    }
+    (lat, missing)
 }
 
 /// syscall → alert on stdout, one trigger at a time (optionally over a
@@ -208,15 +250,15 @@ fn latency(lab: &Lab, d: &Daemon, label: &str, samples: u64, background: Option<
     std::thread::sleep(Duration::from_millis(500));
     let got = probe_alerts(&d.alerts(), since);
     let recv = got.into_values().max_by_key(Vec::len).unwrap_or_default();
-    let mut lat: Vec<f64> =
-        times.iter().zip(recv.iter()).skip(1).map(|(t, r)| (r.saturating_sub(*t)) as f64 / 1000.0).collect();
+    // The first trigger is a warm-up (the container's metadata lookup may hold its alert).
+    let (mut lat, missing) = pair(times.get(1..).unwrap_or_default(), &recv);
     lat.sort_by(|a, b| a.total_cmp(b));
     let pct =
         |p: f64| if lat.is_empty() { f64::NAN } else { lat[((lat.len() - 1) as f64 * p).round() as usize] };
     Ok(Latency {
         label: label.to_string(),
         samples: lat.len(),
-        missing: times.len().saturating_sub(recv.len()),
+        missing,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         max_us: lat.last().copied().unwrap_or(f64::NAN),
@@ -314,4 +356,28 @@ pub fn run(lab: &Lab, d: &Daemon, plan: LoadPlan) -> Result<LoadResult> {
         rss_with_processes_kib: rss_procs,
         daemon_final_stats: String::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_parses_to_epoch_ns() {
+        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_ns("2026-11-25T01:03:30.422013875Z"), Some(1_795_568_610_422_013_875));
+        assert_eq!(parse_rfc3339_ns("2000-02-29T12:00:00.5Z"), Some(951_825_600_500_000_000));
+        assert_eq!(parse_rfc3339_ns("garbage"), None);
+    }
+
+    #[test]
+    fn triggers_pair_with_their_own_alerts_even_when_one_is_missing() {
+        let ms = 1_000_000;
+        let triggers = [100 * ms, 110 * ms, 120 * ms];
+        // The alert for the 2nd trigger never came; events happen 10 µs after each trigger.
+        let alerts = [(100 * ms + 10_000, 101 * ms), (120 * ms + 10_000, 120 * ms + 300_000)];
+        let (lat, missing) = pair(&triggers, &alerts);
+        assert_eq!(missing, 1);
+        assert_eq!(lat, vec![1000.0, 300.0]);
+    }
 }

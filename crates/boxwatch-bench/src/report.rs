@@ -236,7 +236,7 @@ fn load_md(s: &mut String, l: &LoadResult) {
     let _ = writeln!(
         s,
         "\n## Throughput, overload and daemon cost\n\nOne `boxwatch run` (full default rule pack, events.jsonl and alerts.jsonl written, \
-         alert folding off so every probe alert is countable). A worker in the container opens /etc/hostname at a paced rate \
+         alert folding and rate limits off so every probe alert is countable). A worker in the container opens /etc/hostname at a paced rate \
          (one event per open); drops are every cause boxwatch counts (kernel ring buffer, in-flight map, userspace queue, decode), \
          read from its /metrics. CPU is the daemon's own user+system time over the step (BPF time is charged to the traced process).\n"
     );
