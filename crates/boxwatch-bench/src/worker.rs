@@ -229,37 +229,35 @@ impl ConnectOp {
     }
 }
 
+/// Runs `once` `warm` times untimed, then `iterations` times timed.
+fn timed(warm: u64, iterations: u64, mut once: impl FnMut() -> Result<()>) -> Result<Duration> {
+    for _ in 0..warm {
+        once()?;
+    }
+    let t = Instant::now();
+    for _ in 0..iterations {
+        once()?;
+    }
+    Ok(t.elapsed())
+}
+
 fn time_op(op: Op, iterations: u64) -> Result<f64> {
     let warm = iterations / 10 + 1;
     let t = match op {
         Op::Open => {
             let o = OpenOp::new("/etc/hostname")?;
-            (0..warm).for_each(|_| o.once());
-            let t = Instant::now();
-            (0..iterations).for_each(|_| o.once());
-            t.elapsed()
+            timed(warm, iterations, || {
+                o.once();
+                Ok(())
+            })?
         }
         Op::Exec => {
             let o = ExecOp::new();
-            for _ in 0..warm {
-                o.once()?;
-            }
-            let t = Instant::now();
-            for _ in 0..iterations {
-                o.once()?;
-            }
-            t.elapsed()
+            timed(warm, iterations, || o.once())?
         }
         Op::Connect => {
             let o = ConnectOp::new()?;
-            for _ in 0..warm {
-                o.once()?;
-            }
-            let t = Instant::now();
-            for _ in 0..iterations {
-                o.once()?;
-            }
-            t.elapsed()
+            timed(warm, iterations, || o.once())?
         }
     };
     Ok(t.as_nanos() as f64 / iterations.max(1) as f64)
