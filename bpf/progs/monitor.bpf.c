@@ -6,11 +6,12 @@
  * Data path: a hook decides in-kernel whether the current task is traced
  * (should_trace: own tgid excluded, cgroup_filter map, host_kind_mask),
  * then fills one fixed-size record in the ring buffer `rb`. Syscalls are
- * split in two halves: sys_enter stores the arguments in `inflight` (keyed
- * by tid) and sys_exit reads user strings and the return value (strings
- * are read at exit because the pages may not be faulted in at entry).
- * Wake-ups are batched (see submit()). Every lost event is counted in
- * `drops` by cause.
+ * split in two halves: sys_enter stores the arguments in the task's slot
+ * (task storage `inflight_ts`, or the `inflight` hash keyed by tid where
+ * task storage is missing) and sys_exit reads user strings and the return
+ * value (strings are read at exit because the pages may not be faulted in
+ * at entry). Wake-ups are batched with a time bound (see submit()). Every
+ * lost event is counted in `drops` by cause.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -27,6 +28,12 @@ const volatile __u32 filter_cgroups = 1;    /* 0: trace every task */
 const volatile __u64 host_kind_mask = 0;    /* kinds that still pass for host cgroups */
 const volatile __u64 urgent_kind_mask = 0;  /* kinds that wake the consumer at once */
 const volatile __u64 wakeup_bytes = 256 * 1024;
+const volatile __u64 wakeup_interval_ns = 200000; /* 0: no time bound */
+/* 1: syscall entry state in task storage (inflight_ts); 0: in the inflight
+ * hash (kernels without task storage). The map not used is not created:
+ * libbpf poisons its references, which sit in code the verifier removes as
+ * dead on this constant. */
+const volatile __u32 use_task_storage = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -40,12 +47,47 @@ struct {
 	__type(value, __u8);
 } cgroup_filter SEC(".maps");
 
+/* Entry state of one in-flight syscall; in.kind == 0: no syscall in flight. */
+struct inflight_slot {
+	struct bw_inflight in;
+	__u64 cgid; /* cgroup at entry, reused by the exit half */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct inflight_slot);
+} inflight_ts SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
-	__type(value, struct bw_inflight);
+	__type(value, struct inflight_slot);
 } inflight SEC(".maps");
+
+/* Per-CPU cache of cgroup_filter answers, indexed by the low bits of the
+ * cgroup id: a hit costs an array access instead of a hash lookup. An entry
+ * is valid while filter_gen, which userspace bumps after every change to
+ * cgroup_filter, is the one it was filled at. */
+#define FILTER_CACHE_SLOTS 16
+struct filter_cache_entry {
+	__u64 cgid;
+	__u64 gen;
+	__u64 cls; /* 0x100 | cgroup_filter value, 0 when absent */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FILTER_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct filter_cache_entry);
+} filter_cache SEC(".maps");
+
+/* Generation of cgroup_filter, written by userspace (its own data section,
+ * so an update of it writes nothing else). */
+__u64 filter_gen SEC(".data.filter_gen") = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -76,43 +118,103 @@ static __always_inline void count(void *map, __u32 idx)
 		*v += 1;
 }
 
-/* Decide whether the current task's events of `kind` are traced; returns
- * the BW_F_* classification flags, or -1 to drop. */
-static __always_inline int should_trace(__u32 kind, __u64 cgid)
+/* cgroup v2 id of the current task `t`: what bpf_get_current_cgroup_id()
+ * returns (task_dfl_cgroup(t)->kn->id), read with direct BTF loads, without
+ * the helper call and its RCU calls (tracepoint programs run under RCU). */
+static __always_inline __u64 task_cgid(struct task_struct *t)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	return t->cgroups->dfl_cgrp->kn->id;
+}
+
+/* 0x100 | cgroup_filter's value for `cgid` (0 when absent), through the cache. The
+ * generation is read before the map, so an answer cached across an update
+ * carries the old generation and is not used again. */
+static __always_inline __u64 filter_class(__u64 cgid)
+{
+	__u32 slot = cgid & (FILTER_CACHE_SLOTS - 1);
+	struct filter_cache_entry *c = bpf_map_lookup_elem(&filter_cache, &slot);
+	__u64 gen = filter_gen;
 	__u8 *cls;
+	__u64 v;
+
+	if (c && c->cgid == cgid && c->gen == gen)
+		return c->cls;
+	cls = bpf_map_lookup_elem(&cgroup_filter, &cgid);
+	v = cls ? 0x100 | *cls : 0;
+	if (c) {
+		c->cgid = cgid;
+		c->gen = gen;
+		c->cls = v;
+	}
+	return v;
+}
+
+/* Decide whether the current task's (tgid) events of `kind` are traced;
+ * returns the BW_F_* classification flags, or -1 to drop. */
+static __always_inline int should_trace(__u32 kind, __u64 cgid, __u32 tgid)
+{
+	__u64 cls;
 
 	if (tgid == self_tgid)
 		return -1;
 	if (!filter_cgroups)
 		return 0;
-	cls = bpf_map_lookup_elem(&cgroup_filter, &cgid);
+	cls = filter_class(cgid);
 	if (!cls)
 		return BW_F_CGROUP_UNKNOWN;
-	if (*cls == BW_CG_CONTAINER)
+	if ((cls & 0xff) == BW_CG_CONTAINER)
 		return 0;
 	if (host_kind_mask & (1ULL << (kind & 63)))
 		return BW_F_HOST;
 	return -1;
 }
 
-static __always_inline void fill_header(struct bw_event_header *h, __u32 kind, __u32 flags,
-					__u64 cgid)
+/* The task's pid number and pid namespace as seen at `level` (its own
+ * namespace). The verifier refuses a variable index into a BTF pointer, so
+ * the usual levels (host, one or two nested namespaces) are read with
+ * constant indexes, deeper ones with a probe read. */
+static __always_inline void pid_at_level(struct pid *tp, unsigned int level, __u32 *nr,
+					 __u32 *ns_inum)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	const struct cred *cred = t->cred;
-	struct pid *tp = t->thread_pid;
-	unsigned int level = tp->level;
+	struct pid_namespace *pns;
 	struct upid up = {};
-	struct pid_namespace *pns = NULL;
+	__u32 n;
+
+	/* The barriers keep clang from merging the branches' loads into one
+	 * load from a computed address, which the verifier would refuse. */
+	if (level == 0) {
+		n = tp->numbers[0].nr;
+		pns = tp->numbers[0].ns;
+	} else if (level == 1) {
+		n = tp->numbers[1].nr;
+		pns = tp->numbers[1].ns;
+	} else if (level == 2) {
+		n = tp->numbers[2].nr;
+		pns = tp->numbers[2].ns;
+	} else {
+		bpf_probe_read_kernel(&up, sizeof(up), &tp->numbers[level & 31]);
+		*nr = up.nr;
+		*ns_inum = up.ns ? BPF_CORE_READ(up.ns, ns.inum) : 0;
+		return;
+	}
+	barrier_var(n);
+	barrier_var(pns);
+	*nr = n;
+	*ns_inum = pns ? pns->ns.inum : 0;
+}
+
+static __always_inline void fill_header(struct bw_event_header *h, struct task_struct *t,
+					__u32 kind, __u32 flags, __u64 cgid)
+{
+	const struct cred *cred = t->cred;
+	const __u64 *comm = (const __u64 *)t->comm;
+	__u64 *hcomm = (__u64 *)h->comm;
 
 	h->kind = kind;
 	h->flags = flags;
 	h->ktime_ns = bpf_ktime_get_ns();
-	h->tgid = pid_tgid >> 32;
-	h->tid = (__u32)pid_tgid;
+	h->tgid = t->tgid;
+	h->tid = t->pid;
 	h->ppid = t->real_parent->tgid;
 	h->uid = cred->uid.val;
 	h->gid = cred->gid.val;
@@ -123,39 +225,73 @@ static __always_inline void fill_header(struct bw_event_header *h, __u32 kind, _
 	h->cap_eff = cred->cap_effective.val;
 	h->mntns = t->nsproxy->mnt_ns->ns.inum;
 	h->netns = t->nsproxy->net_ns->ns.inum;
-	/* Variable index into a BTF pointer is rejected by the verifier: probe-read the hop. */
-	bpf_probe_read_kernel(&up, sizeof(up), &tp->numbers[level & 31]);
-	h->vpid = up.nr;
-	pns = up.ns;
-	h->pidns = pns ? BPF_CORE_READ(pns, ns.inum) : 0;
+	pid_at_level(t->thread_pid, t->thread_pid->level, &h->vpid, &h->pidns);
 	h->_pad0 = 0;
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	/* What bpf_get_current_comm() copies, without the helper call: comm is
+	 * NUL-padded (set with strscpy_pad; a few kernels before 6.x left old
+	 * bytes after the NUL, which readers ignore). */
+	hcomm[0] = comm[0];
+	hcomm[1] = comm[1];
 }
 
-/* Submit with batched wake-ups: the consumer is woken once wakeup_bytes are
- * queued, or at once for urgent kinds; otherwise it finds the data on its
- * next bounded poll. Per-event wake-ups cost ~3x (design/ebpf-toolchain.md). */
-/* Ring-buffer fill seen at the last submit and its high-water mark, read by
- * userspace for metrics (racy across CPUs by design: gauges, not counters). */
+/* Ring-buffer fill and its high-water mark, read by userspace for metrics
+ * (gauges, racy across CPUs by design). The fill is rewritten only when it
+ * moved by more than GAUGE_SLACK: a store on every submit would bounce the
+ * cache line between the CPUs that submit. */
 __u64 ringbuf_queued = 0;
 __u64 ringbuf_queued_max = 0;
+#define GAUGE_SLACK 8192
 
-static __always_inline void submit(void *rec, __u32 kind)
+/* When a record last forced a wake-up (racy across CPUs by design). */
+__u64 last_wakeup_ns = 0;
+
+/* What the ring-buffer reader is doing (RingReader::poll writes it through
+ * the mmap; own section: nothing else shares its page). */
+#define READER_RUNNING 0 /* draining, or napping on its own timer: it comes back by itself */
+#define READER_PARKED 1  /* asleep in epoll_wait after a drain that found nothing */
+/* Starts parked: with no reader yet, records wake as if one slept. */
+__u32 reader_state SEC(".data.consumer") = READER_PARKED;
+
+/* Submit with batched wake-ups. A wake-up costs the traced task a self-IPI
+ * and the reader's wake (~8 us in the test VM), so records wake only a
+ * parked reader; urgent kinds wake it at once. With a time bound
+ * (wakeup_interval_ns), a parked reader is woken when the last forced
+ * wake-up is older than the interval (a quarter of it once wakeup_bytes are
+ * queued): an isolated record is delivered at once. A reader that found
+ * records naps on its own timer (RingReader), so a busy ring is read about
+ * every interval without wake-ups. Without a time bound, a parked reader is
+ * woken once wakeup_bytes are queued and its poll timeout bounds latency.
+ * Per-event wake-ups cost ~3x (design/ebpf-toolchain.md). `now` is the
+ * record's ktime_ns. */
+static __always_inline void submit(void *rec, __u32 kind, __u64 now)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	__u64 queued = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA);
+	/* Signed: another CPU may have stored a slightly later time. */
+	__s64 since = now - last_wakeup_ns;
 
-	ringbuf_queued = queued;
+	if (queued - ringbuf_queued + GAUGE_SLACK > 2 * GAUGE_SLACK)
+		ringbuf_queued = queued;
 	if (queued > ringbuf_queued_max)
 		ringbuf_queued_max = queued;
-	if ((urgent_kind_mask & (1ULL << (kind & 63))) || queued >= wakeup_bytes)
+	if (urgent_kind_mask & (1ULL << (kind & 63))) {
 		flags = BPF_RB_FORCE_WAKEUP;
+	} else if (reader_state == READER_RUNNING) {
+		/* it comes back by itself */
+	} else if (queued >= wakeup_bytes) {
+		if (since >= (__s64)(wakeup_interval_ns / 4))
+			flags = BPF_RB_FORCE_WAKEUP;
+	} else if (wakeup_interval_ns && since >= (__s64)wakeup_interval_ns) {
+		flags = BPF_RB_FORCE_WAKEUP;
+	}
+	if (flags == BPF_RB_FORCE_WAKEUP)
+		last_wakeup_ns = now;
 	bpf_ringbuf_submit(rec, flags);
 	count(&emitted, kind);
 }
 
-static __always_inline struct bw_syscall_event *reserve_syscall(__u32 kind, __u32 flags,
-								  __u64 cgid)
+static __always_inline struct bw_syscall_event *reserve_syscall(struct task_struct *t, __u32 kind,
+								  __u32 flags, __u64 cgid)
 {
 	struct bw_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
 
@@ -163,7 +299,7 @@ static __always_inline struct bw_syscall_event *reserve_syscall(__u32 kind, __u3
 		count(&drops, BW_DROP_RINGBUF_FULL);
 		return NULL;
 	}
-	fill_header(&e->hdr, kind, flags, cgid);
+	fill_header(&e->hdr, t, kind, flags, cgid);
 	e->ret = 0;
 	e->op = BW_OP_NONE;
 	e->str_len[0] = 0;
@@ -221,10 +357,10 @@ static __always_inline __u32 stdio_types(void)
 SEC("tp/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
-	int cls = should_trace(BW_EV_EXEC, cgid);
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 cgid = task_cgid(t);
+	int cls = should_trace(BW_EV_EXEC, cgid, t->tgid);
 	struct bw_exec_event *e;
-	struct task_struct *t;
 	unsigned long start, end, len;
 	long n;
 
@@ -235,7 +371,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		count(&drops, BW_DROP_RINGBUF_FULL);
 		return 0;
 	}
-	fill_header(&e->hdr, BW_EV_EXEC, cls, cgid);
+	fill_header(&e->hdr, t, BW_EV_EXEC, cls, cgid);
 	e->stdio = stdio_types();
 	e->_pad1 = 0;
 	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename),
@@ -244,7 +380,6 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (n >= (long)sizeof(e->filename))
 		e->hdr.flags |= BW_F_TRUNC_STR0;
 
-	t = bpf_get_current_task_btf();
 	start = t->mm->arg_start;
 	end = t->mm->arg_end;
 	len = end - start;
@@ -258,52 +393,52 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		e->argv_len = len;
 	else if (len > 0)
 		e->hdr.flags |= BW_F_FAULT_STR1;
-	submit(e, BW_EV_EXEC);
+	submit(e, BW_EV_EXEC, e->hdr.ktime_ns);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
+	struct task_struct *t = bpf_get_current_task_btf();
 	struct bw_syscall_event *e;
+	__u64 cgid;
 	int cls;
 
 	if (child->pid != child->tgid) /* a new thread, not a new process */
 		return 0;
-	cls = should_trace(BW_EV_FORK, cgid);
+	cgid = task_cgid(t);
+	cls = should_trace(BW_EV_FORK, cgid, t->tgid);
 	if (cls < 0)
 		return 0;
-	e = reserve_syscall(BW_EV_FORK, cls, cgid);
+	e = reserve_syscall(t, BW_EV_FORK, cls, cgid);
 	if (!e)
 		return 0;
 	e->args[0] = child->tgid;
 	e->args[1] = child->start_time;
-	submit(e, BW_EV_FORK);
+	submit(e, BW_EV_FORK, e->hdr.ktime_ns);
 	return 0;
 }
 
 SEC("tp/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 cgid;
+	struct task_struct *t = bpf_get_current_task_btf();
 	struct bw_syscall_event *e;
-	struct task_struct *t;
+	__u64 cgid;
 	int cls;
 
-	if ((__u32)pid_tgid != pid_tgid >> 32) /* thread exit: the process lives on */
+	if (t->pid != t->tgid) /* thread exit: the process lives on */
 		return 0;
-	cgid = bpf_get_current_cgroup_id();
-	cls = should_trace(BW_EV_EXIT, cgid);
+	cgid = task_cgid(t);
+	cls = should_trace(BW_EV_EXIT, cgid, t->tgid);
 	if (cls < 0)
 		return 0;
-	e = reserve_syscall(BW_EV_EXIT, cls, cgid);
+	e = reserve_syscall(t, BW_EV_EXIT, cls, cgid);
 	if (!e)
 		return 0;
-	t = bpf_get_current_task_btf();
 	e->args[0] = (__u32)t->exit_code;
-	submit(e, BW_EV_EXIT);
+	submit(e, BW_EV_EXIT, e->hdr.ktime_ns);
 	return 0;
 }
 
@@ -311,12 +446,14 @@ int handle_exit(void *ctx)
 
 static __always_inline int cgroup_event(struct trace_event_raw_cgroup *ctx, __u32 kind)
 {
+	struct task_struct *t;
 	struct bw_syscall_event *e;
 	long n;
 
 	if (ctx->root != 0)
 		return 0;
-	e = reserve_syscall(kind, 0, bpf_get_current_cgroup_id());
+	t = bpf_get_current_task_btf();
+	e = reserve_syscall(t, kind, 0, task_cgid(t));
 	if (!e)
 		return 0;
 	e->args[0] = ctx->id;
@@ -327,6 +464,7 @@ static __always_inline int cgroup_event(struct trace_event_raw_cgroup *ctx, __u3
 	if (n >= (long)sizeof(e->str0))
 		e->hdr.flags |= BW_F_TRUNC_STR0;
 	/* Lifecycle events always wake the consumer: it classifies the cgroup. */
+	last_wakeup_ns = e->hdr.ktime_ns;
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	count(&emitted, kind);
 	return 0;
@@ -346,59 +484,93 @@ int handle_cgroup_rmdir(struct trace_event_raw_cgroup *ctx)
 
 /* ---- syscalls: entry half ---------------------------------------------- */
 
-/* Store a syscall's entry state for its exit half. */
-static __always_inline int stash(struct bw_inflight *in)
+/* The slot that receives a syscall's entry state: the task's own slot in
+ * task storage (created on first use), or `tmp` for the hash, which
+ * commit_slot() then inserts. NULL (counted) if no slot can be had. */
+static __always_inline struct inflight_slot *slot_for_entry(struct task_struct *t,
+								    struct inflight_slot *tmp)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct inflight_slot *s = tmp;
 
-	if (bpf_map_update_elem(&inflight, &tid, in, BPF_ANY))
+	if (use_task_storage) {
+		s = bpf_task_storage_get(&inflight_ts, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!s)
+			count(&drops, BW_DROP_INFLIGHT_FULL);
+	}
+	return s;
+}
+
+static __always_inline int commit_slot(struct task_struct *t, struct inflight_slot *s)
+{
+	__u32 tid;
+
+	if (use_task_storage)
+		return 0;
+	tid = t->pid;
+	if (bpf_map_update_elem(&inflight, &tid, s, BPF_ANY))
 		count(&drops, BW_DROP_INFLIGHT_FULL);
 	return 0;
 }
 
 /* Copies only the `nargs` arguments the syscall has: reading past the end
  * of the tracepoint record makes the attach fail with EACCES
- * (max_ctx_offset > record size). `nargs` is a constant at every call. */
+ * (max_ctx_offset > record size). `nargs` is a constant at every call.
+ * Every field of the slot is written: a task-storage slot is reused. */
 static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u32 kind, __u32 op,
 				     const int nargs)
 {
-	struct bw_inflight in = {};
-	int cls = should_trace(kind, bpf_get_current_cgroup_id());
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct inflight_slot tmp;
+	struct inflight_slot *s;
+	__u64 cgid = task_cgid(t);
+	int cls = should_trace(kind, cgid, t->tgid);
 
 	if (cls < 0)
 		return 0;
-	in.flags = cls;
-	in.kind = kind;
-	in.op = op;
+	s = slot_for_entry(t, &tmp);
+	if (!s)
+		return 0;
+	s->in.flags = cls;
+	s->in.kind = kind;
+	s->in.op = op;
+	s->in._pad = 0;
+	s->cgid = cgid;
 	/* No loop: the verifier refuses a modified ctx pointer. */
-	in.args[0] = ctx->args[0];
-	if (nargs > 1)
-		in.args[1] = ctx->args[1];
-	if (nargs > 2)
-		in.args[2] = ctx->args[2];
-	if (nargs > 3)
-		in.args[3] = ctx->args[3];
-	if (nargs > 4)
-		in.args[4] = ctx->args[4];
-	if (nargs > 5)
-		in.args[5] = ctx->args[5];
-	return stash(&in);
+	s->in.args[0] = ctx->args[0];
+	s->in.args[1] = nargs > 1 ? ctx->args[1] : 0;
+	s->in.args[2] = nargs > 2 ? ctx->args[2] : 0;
+	s->in.args[3] = nargs > 3 ? ctx->args[3] : 0;
+	s->in.args[4] = nargs > 4 ? ctx->args[4] : 0;
+	s->in.args[5] = nargs > 5 ? ctx->args[5] : 0;
+	return commit_slot(t, s);
 }
 
 SEC("tp/syscalls/sys_enter_setns")
 int enter_setns(struct trace_event_raw_sys_enter *ctx)
 {
-	struct bw_inflight in = {};
-	int cls = should_trace(BW_EV_SETNS, bpf_get_current_cgroup_id());
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct inflight_slot tmp;
+	struct inflight_slot *s;
+	__u64 cgid = task_cgid(t);
+	int cls = should_trace(BW_EV_SETNS, cgid, t->tgid);
 
 	if (cls < 0)
 		return 0;
-	in.flags = cls;
-	in.kind = BW_EV_SETNS;
-	in.args[0] = ctx->args[0];
-	in.args[1] = ctx->args[1];
-	in.args[2] = fd_inode((int)ctx->args[0]);
-	return stash(&in);
+	s = slot_for_entry(t, &tmp);
+	if (!s)
+		return 0;
+	s->in.flags = cls;
+	s->in.kind = BW_EV_SETNS;
+	s->in.op = BW_OP_NONE;
+	s->in._pad = 0;
+	s->cgid = cgid;
+	s->in.args[0] = ctx->args[0];
+	s->in.args[1] = ctx->args[1];
+	s->in.args[2] = fd_inode((int)ctx->args[0]);
+	s->in.args[3] = 0;
+	s->in.args[4] = 0;
+	s->in.args[5] = 0;
+	return commit_slot(t, s);
 }
 
 /* ---- syscalls: exit half ----------------------------------------------- */
@@ -574,19 +746,50 @@ static __always_inline void decorate(struct bw_syscall_event *e, struct bw_infli
 	}
 }
 
+/* The current task's in-flight syscall, or NULL. */
+static __always_inline struct inflight_slot *slot_for_exit(struct task_struct *t)
+{
+	struct inflight_slot *s;
+	__u32 tid;
+
+	if (use_task_storage) {
+		/* A task that never had a syscall traced (a host task) has no
+		 * storage at all: skip the helper call. */
+		if (bpf_core_field_exists(t->bpf_storage) && !t->bpf_storage)
+			return NULL;
+		s = bpf_task_storage_get(&inflight_ts, t, 0, 0);
+		return s && s->in.kind ? s : NULL;
+	}
+	tid = t->pid;
+	return bpf_map_lookup_elem(&inflight, &tid);
+}
+
+/* The exit half is done with the slot: mark it empty (task storage) or delete it. */
+static __always_inline void release_slot(struct task_struct *t, struct inflight_slot *s)
+{
+	__u32 tid;
+
+	if (use_task_storage) {
+		s->in.kind = 0;
+		return;
+	}
+	tid = t->pid;
+	bpf_map_delete_elem(&inflight, &tid);
+}
+
 static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct bw_inflight *in = bpf_map_lookup_elem(&inflight, &tid);
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct inflight_slot *s = slot_for_exit(t);
+	struct bw_inflight *in;
 	struct bw_syscall_event *e;
-	__u64 cgid;
 
-	if (!in)
+	if (!s)
 		return 0;
-	cgid = bpf_get_current_cgroup_id();
-	e = reserve_syscall(in->kind, in->flags, cgid);
+	in = &s->in;
+	e = reserve_syscall(t, in->kind, in->flags, s->cgid);
 	if (!e) {
-		bpf_map_delete_elem(&inflight, &tid);
+		release_slot(t, s);
 		return 0;
 	}
 	e->ret = ctx->ret;
@@ -598,8 +801,8 @@ static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx)
 	e->args[4] = in->args[4];
 	e->args[5] = in->args[5];
 	decorate(e, in);
-	submit(e, in->kind);
-	bpf_map_delete_elem(&inflight, &tid);
+	submit(e, in->kind, e->hdr.ktime_ns);
+	release_slot(t, s);
 	return 0;
 }
 
@@ -696,6 +899,7 @@ int exit_setns(struct trace_event_raw_sys_exit *ctx)
 SEC("raw_tp/sys_enter")
 int BPF_PROG(fallback_sys_enter, struct pt_regs *regs, long id)
 {
+	struct task_struct *t;
 	struct bw_syscall_event *e;
 	__u32 op;
 	__u64 cgid;
@@ -709,11 +913,12 @@ int BPF_PROG(fallback_sys_enter, struct pt_regs *regs, long id)
 	case NR_KEXEC_FILE_LOAD: op = BW_OP_KEXEC_FILE_LOAD; break;
 	default: return 0;
 	}
-	cgid = bpf_get_current_cgroup_id();
-	cls = should_trace(BW_EV_MODULE, cgid);
+	t = bpf_get_current_task_btf();
+	cgid = task_cgid(t);
+	cls = should_trace(BW_EV_MODULE, cgid, t->tgid);
 	if (cls < 0)
 		return 0;
-	e = reserve_syscall(BW_EV_MODULE, cls | BW_F_NO_RET, cgid);
+	e = reserve_syscall(t, BW_EV_MODULE, cls | BW_F_NO_RET, cgid);
 	if (!e)
 		return 0;
 	e->op = op;
@@ -726,6 +931,6 @@ int BPF_PROG(fallback_sys_enter, struct pt_regs *regs, long id)
 		read_str(e, 0, e->args[1]);
 	else if (op == BW_OP_DELETE_MODULE)
 		read_str(e, 0, e->args[0]);
-	submit(e, BW_EV_MODULE);
+	submit(e, BW_EV_MODULE, e->hdr.ktime_ns);
 	return 0;
 }

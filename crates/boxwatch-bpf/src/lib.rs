@@ -20,4 +20,4 @@ pub mod stats;
 pub mod tracefs;
 
 pub use error::Error;
-pub use loader::{Coverage, HookReport, HookStatus, Monitor, MonitorConfig, RingReader};
+pub use loader::{Coverage, HookReport, HookStatus, InflightStore, Monitor, MonitorConfig, RingReader};

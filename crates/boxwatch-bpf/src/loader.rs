@@ -6,13 +6,16 @@
 //! only the core hooks (exec and exit: without them no process can be
 //! attributed) are fatal.
 
+use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use boxwatch_abi::{drop_cause, kind};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
 
 use crate::skel::monitor::{MonitorSkel, MonitorSkelBuilder, OpenMonitorSkel};
 use crate::{Error, libbpf_log, tracefs};
@@ -24,6 +27,45 @@ const FALLBACK_PROGRAM: &str = "fallback_sys_enter";
 /// Tracepoints whose absence the fallback covers.
 const FALLBACK_FOR: [&str; 3] =
     ["sys_enter_init_module", "sys_enter_finit_module", "sys_enter_delete_module"];
+
+/// Where the entry half of a syscall leaves its state for the exit half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflightStore {
+    /// Task storage where the kernel has it (5.11+), else the hash.
+    Auto,
+    /// `BPF_MAP_TYPE_TASK_STORAGE`: one slot per task, found through the task itself.
+    TaskStorage,
+    /// `BPF_MAP_TYPE_HASH` keyed by tid (update at entry, lookup + delete at exit).
+    Hash,
+}
+
+impl InflightStore {
+    /// Debug override: `BOXWATCH_INFLIGHT_STORE=hash|task-storage|auto` (anything else: auto).
+    /// Lets the whole daemon, and so the privileged tests, run on the fallback store.
+    pub const ENV: &'static str = "BOXWATCH_INFLIGHT_STORE";
+
+    fn from_env() -> Self {
+        match std::env::var(Self::ENV).as_deref() {
+            Ok("hash") => Self::Hash,
+            Ok("task-storage") => Self::TaskStorage,
+            _ => Self::Auto,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::TaskStorage => "task storage",
+            Self::Hash => "hash by tid",
+        }
+    }
+}
+
+impl std::fmt::Display for InflightStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Load-time knobs (become `const volatile` rodata in the BPF object).
 #[derive(Debug, Clone)]
@@ -38,6 +80,21 @@ pub struct MonitorConfig {
     pub urgent_kind_mask: u64,
     /// Queued bytes at which the consumer is woken (batched wake-ups).
     pub wakeup_bytes: u64,
+    /// Time bound on batching. A record wakes a reader parked in epoll when the
+    /// last forced wake-up is older than this, so an isolated event is delivered
+    /// at once. 0: only `wakeup_bytes` and urgent kinds wake the reader, and its
+    /// poll timeout bounds latency.
+    pub wakeup_interval_ns: u64,
+    /// After a drain that found records, the [`RingReader`] naps about
+    /// `wakeup_interval_ns` on its own timer instead of parking in epoll, so a
+    /// busy ring is read about every interval without wake-ups from the traced
+    /// tasks (each costs them a self-IPI and the reader's wake, ~8 µs in the test
+    /// VM). false: the reader always parks and records wake it at most every
+    /// interval.
+    pub reader_naps: bool,
+    /// Where syscall entry state is kept ([`InflightStore::Auto`] unless forced;
+    /// the default honours [`InflightStore::ENV`]).
+    pub inflight_store: InflightStore,
     /// Size of the ring buffer in bytes (power of two, multiple of the page size).
     /// It is mapped into the daemon, so it counts in its RSS (twice: the data
     /// pages are mapped twice for wrap-around).
@@ -68,6 +125,9 @@ impl Default for MonitorConfig {
             .iter()
             .fold(0, |m, &k| m | kind::bit(k)),
             wakeup_bytes: 256 * 1024,
+            wakeup_interval_ns: 200_000,
+            reader_naps: true,
+            inflight_store: InflightStore::from_env(),
             ringbuf_bytes: 2 * 1024 * 1024,
             syscall_fallback: true,
             libbpf_verbose: false,
@@ -95,9 +155,13 @@ pub struct HookReport {
 }
 
 /// Which hooks run on this kernel.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Coverage {
     pub hooks: Vec<HookReport>,
+    /// The syscall entry-state store in use ([`InflightStore::TaskStorage`] or [`InflightStore::Hash`]).
+    pub inflight_store: InflightStore,
+    /// Why that store (probed, or forced by configuration).
+    pub inflight_store_reason: String,
 }
 
 impl Coverage {
@@ -117,6 +181,12 @@ pub struct Monitor {
     skel: MonitorSkel<'static>,
     links: Vec<Link>,
     coverage: Coverage,
+    /// Last generation written to the kernel's `filter_gen` (see `bump_filter_gen`).
+    filter_gen: AtomicU64,
+    /// The kernel's `reader_state` in its mmap'd data section (see [`RingReader`]).
+    reader_state: Option<NonNull<u32>>,
+    /// How long the reader naps after a drain that found records (`reader_naps`).
+    nap: Option<Duration>,
 }
 
 /// Detaching a tracepoint link waits for an RCU grace period (~75 ms here),
@@ -169,7 +239,20 @@ struct Plan {
     status: Option<HookStatus>,
 }
 
-fn open(cfg: &MonitorConfig) -> Result<OpenMonitorSkel<'static>, Error> {
+/// The store to use: the configured one, or task storage if this kernel has it.
+fn resolve_store(cfg: &MonitorConfig) -> (InflightStore, String) {
+    match cfg.inflight_store {
+        InflightStore::Auto if crate::probe::task_storage() => {
+            (InflightStore::TaskStorage, "task storage is available".into())
+        }
+        InflightStore::Auto => {
+            (InflightStore::Hash, "task storage is not available on this kernel (5.11+)".into())
+        }
+        forced => (forced, format!("forced by configuration or {}", InflightStore::ENV)),
+    }
+}
+
+fn open(cfg: &MonitorConfig, store: InflightStore) -> Result<OpenMonitorSkel<'static>, Error> {
     // The skeleton borrows its object storage for its whole life; the monitor
     // lives as long as the process, so the (small) storage is leaked.
     let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
@@ -189,6 +272,21 @@ fn open(cfg: &MonitorConfig) -> Result<OpenMonitorSkel<'static>, Error> {
     ro.host_kind_mask = cfg.host_kind_mask;
     ro.urgent_kind_mask = cfg.urgent_kind_mask;
     ro.wakeup_bytes = cfg.wakeup_bytes.min(u64::from(cfg.ringbuf_bytes) / 4);
+    ro.wakeup_interval_ns = cfg.wakeup_interval_ns;
+    let task_storage = store == InflightStore::TaskStorage;
+    ro.use_task_storage = u32::from(task_storage);
+    // The map not used is not created; libbpf poisons its references, which the
+    // verifier never reaches (dead code on the rodata constant above).
+    open.maps.inflight_ts.set_autocreate(task_storage).map_err(|source| Error::Map {
+        map: "inflight_ts",
+        op: "set_autocreate",
+        source,
+    })?;
+    open.maps.inflight.set_autocreate(!task_storage).map_err(|source| Error::Map {
+        map: "inflight",
+        op: "set_autocreate",
+        source,
+    })?;
     Ok(open)
 }
 
@@ -239,7 +337,8 @@ impl Monitor {
     pub fn load(cfg: &MonitorConfig) -> Result<Monitor, Error> {
         libbpf_log::install(cfg.libbpf_verbose);
         let tracefs = tracefs::ensure()?;
-        let mut open_skel = open(cfg)?;
+        let (store, store_reason) = resolve_store(cfg);
+        let mut open_skel = open(cfg, store)?;
         let mut plans = plan(&mut open_skel, cfg, &tracefs);
         apply(&mut open_skel, &plans);
         let skel = match open_skel.load() {
@@ -263,7 +362,7 @@ impl Monitor {
                             status: None,
                         })
                         .collect();
-                    let mut o = open(cfg)?;
+                    let mut o = open(cfg, store)?;
                     apply(&mut o, &trial);
                     if let Err(e) = o.load() {
                         let log = libbpf_log::take();
@@ -273,7 +372,7 @@ impl Monitor {
                         }
                     }
                 }
-                let mut o = open(cfg)?;
+                let mut o = open(cfg, store)?;
                 apply(&mut o, &plans);
                 o.load().map_err(|source| Error::Load {
                     object: "monitor",
@@ -310,6 +409,8 @@ impl Monitor {
                     section: p.section,
                 })
                 .collect(),
+            inflight_store: store,
+            inflight_store_reason: store_reason,
         };
         if let Some(h) = coverage.hooks.iter().find(|h| h.core && h.status != HookStatus::Attached) {
             let reason = match &h.status {
@@ -318,7 +419,14 @@ impl Monitor {
             };
             return Err(Error::CoreHook { program: h.program.clone(), section: h.section.clone(), reason });
         }
-        Ok(Monitor { skel, links, coverage })
+        let mut skel = skel;
+        // The kernel reads the state; the reader writes it through this pointer, which stays
+        // valid as long as the skeleton (and its mmap) lives, i.e. as long as the Monitor.
+        let reader_state =
+            skel.maps.data_consumer_data.as_deref_mut().map(|d| NonNull::from(&mut d.reader_state));
+        let nap = (cfg.reader_naps && cfg.wakeup_interval_ns > 0)
+            .then(|| Duration::from_nanos(cfg.wakeup_interval_ns));
+        Ok(Monitor { skel, links, coverage, filter_gen: AtomicU64::new(0), reader_state, nap })
     }
 
     pub fn coverage(&self) -> &Coverage {
@@ -331,13 +439,27 @@ impl Monitor {
             .maps
             .cgroup_filter
             .update(&cgroup_id.to_ne_bytes(), &[class], MapFlags::ANY)
-            .map_err(|source| Error::Map { map: "cgroup_filter", op: "update", source })
+            .map_err(|source| Error::Map { map: "cgroup_filter", op: "update", source })?;
+        self.bump_filter_gen()
     }
 
     /// Forget a removed cgroup.
     pub fn forget_cgroup(&self, cgroup_id: u64) {
         // Absent already is fine: the cgroup may never have been classified.
         let _ = self.skel.maps.cgroup_filter.delete(&cgroup_id.to_ne_bytes());
+        // A failure leaves at most a stale answer for an id that no task uses any more.
+        let _ = self.bump_filter_gen();
+    }
+
+    /// Invalidate the kernel's per-CPU cache of `cgroup_filter` answers: called after
+    /// every change to the map (the kernel reads the generation before the map).
+    fn bump_filter_gen(&self) -> Result<(), Error> {
+        let generation = self.filter_gen.fetch_add(1, Ordering::SeqCst) + 1;
+        self.skel
+            .maps
+            .data_filter_gen
+            .update(&0u32.to_ne_bytes(), &generation.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| Error::Map { map: "filter_gen", op: "update", source })
     }
 
     fn percpu_sum(map: &dyn MapCore, idx: u32) -> u64 {
@@ -390,14 +512,47 @@ impl Monitor {
             0
         })
         .map_err(Error::RingBuf)?;
-        Ok(RingReader { rb: b.build().map_err(Error::RingBuf)? })
+        // SAFETY: the pointer is into the skeleton's mmap of `.data.consumer`, valid and
+        // 4-byte aligned for as long as `self` (hence 'a); the kernel and this reader only
+        // ever access it atomically (single aligned 32-bit loads and stores).
+        let state = self.reader_state.map(|p| unsafe { AtomicU32::from_ptr(p.as_ptr()) });
+        Ok(RingReader { rb: b.build().map_err(Error::RingBuf)?, state, nap: self.nap, last: Cell::new(0) })
     }
 }
 
+/// `reader_state` values (the kernel's `READER_*`).
+const READER_RUNNING: u32 = 0;
+const READER_PARKED: u32 = 1;
+/// A drain of this many records means a busy ring: the next nap is four intervals.
+const BUSY_RECORDS: i32 = 32;
+
 /// Polls the ring buffer. Wake-ups are batched in the kernel, so every poll
-/// also drains what is queued: the poll timeout is the latency bound.
+/// also drains what is queued: the poll timeout bounds latency.
+///
+/// With a wake-up interval, a drain that found records is followed by a nap of
+/// the interval on the reader's own timer, not by a sleep in epoll: records
+/// then need not wake the reader (`reader_state` running), which keeps the
+/// wake-up cost (a self-IPI and the reader's wake, several µs in a VM) off the
+/// traced tasks while latency stays within about the interval. After a drain of
+/// [`BUSY_RECORDS`] or more the nap is four intervals: a busy ring is read in
+/// larger batches, with fewer wake-ups competing with the processing thread. A
+/// drain that found nothing parks the reader in epoll, and the next record
+/// wakes it.
 pub struct RingReader<'a> {
     rb: RingBuffer<'a>,
+    state: Option<&'a AtomicU32>,
+    nap: Option<Duration>,
+    /// Records found by the last drain.
+    last: Cell<i32>,
+}
+
+impl Drop for RingReader<'_> {
+    fn drop(&mut self) {
+        // No reader naps any more: let records wake whoever reads next.
+        if let Some(p) = self.state {
+            p.store(READER_PARKED, Ordering::SeqCst);
+        }
+    }
 }
 
 impl std::fmt::Debug for RingReader<'_> {
@@ -407,14 +562,63 @@ impl std::fmt::Debug for RingReader<'_> {
 }
 
 impl RingReader<'_> {
-    /// Wait up to `timeout` for a wake-up, then consume everything queued.
+    /// Wait up to `timeout` (or nap, see the type), then consume everything queued.
     pub fn poll(&self, timeout: Duration) -> Result<(), Error> {
-        // EINTR (a signal) is not an error for a poll loop.
-        if let Err(e) = self.rb.poll(timeout)
-            && e.kind() != libbpf_rs::ErrorKind::Interrupted
-        {
-            return Err(Error::RingBuf(e));
+        let last = self.last.get();
+        let mut n = 0;
+        match self.nap {
+            Some(nap) if last > 0 && !timeout.is_zero() => {
+                let nap = if last >= BUSY_RECORDS { nap.saturating_mul(4) } else { nap };
+                std::thread::sleep(nap.min(timeout))
+            }
+            _ => n = self.park(timeout)?,
         }
-        self.rb.consume().map_err(Error::RingBuf)
+        self.last.set(n.saturating_add(self.consume()?));
+        Ok(())
+    }
+
+    fn consume(&self) -> Result<i32, Error> {
+        let n = self.rb.consume_raw();
+        if n < 0 {
+            return Err(Error::RingBuf(std::io::Error::from_raw_os_error(-n).into()));
+        }
+        Ok(n)
+    }
+
+    /// Bytes reserved in the ring and not consumed (committed or not yet).
+    fn pending(&self) -> usize {
+        // SAFETY: the ring_buffer pointer is valid while self.rb lives and has ring 0 (the one
+        // map added in `Monitor::reader`); both calls only read it.
+        unsafe {
+            let r = libbpf_rs::libbpf_sys::ring_buffer__ring(self.rb.as_libbpf_object().as_ptr(), 0);
+            if r.is_null() { 0 } else { libbpf_rs::libbpf_sys::ring__avail_data_size(r) as usize }
+        }
+    }
+
+    /// Sleep in epoll until a record wakes us or `timeout` passes; returns the records
+    /// consumed before sleeping.
+    fn park(&self, timeout: Duration) -> Result<i32, Error> {
+        // A record submitted while the state still said "running" did not wake us, and
+        // epoll would not see it: drain after publishing the state, and sleep only if
+        // the ring is empty (a record reserved but not yet committed counts as pending).
+        if let Some(p) = self.state {
+            p.store(READER_PARKED, Ordering::SeqCst);
+        }
+        let n = self.consume()?;
+        if n == 0 && self.pending() == 0 {
+            let ms = i32::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX);
+            let mut ev = libc::epoll_event { events: 0, u64: 0 };
+            // SAFETY: the epoll fd belongs to self.rb and stays open; ev is valid for one event.
+            let rc = unsafe { libc::epoll_wait(self.rb.epoll_fd(), &mut ev, 1, ms) };
+            let err = std::io::Error::last_os_error();
+            // EINTR (a signal) is not an error for a poll loop.
+            if rc < 0 && err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::RingBuf(err.into()));
+            }
+        }
+        if let Some(p) = self.state {
+            p.store(READER_RUNNING, Ordering::SeqCst);
+        }
+        Ok(n)
     }
 }

@@ -85,6 +85,22 @@ fn try_attach(program: &str) -> Result<(), String> {
     Err(format!("program {program} not found in probe object"))
 }
 
+/// Whether task storage can hold syscall entry state here: the map type exists
+/// and tracepoint programs may call `bpf_task_storage_get` (both 5.11+). Asks
+/// the kernel (libbpf loads a tiny map and program), not a version table.
+pub fn task_storage() -> bool {
+    use libbpf_rs::libbpf_sys as sys;
+    // SAFETY: plain probes; NULL opts is allowed and both return 1, 0 or a negative errno.
+    unsafe {
+        sys::libbpf_probe_bpf_map_type(sys::BPF_MAP_TYPE_TASK_STORAGE, std::ptr::null()) == 1
+            && sys::libbpf_probe_bpf_helper(
+                sys::BPF_PROG_TYPE_TRACEPOINT,
+                sys::BPF_FUNC_task_storage_get,
+                std::ptr::null(),
+            ) == 1
+    }
+}
+
 fn parse_version(release: &str) -> Option<(u32, u32)> {
     let mut it = release.split(|c: char| !c.is_ascii_digit());
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))

@@ -49,6 +49,7 @@ pub fn run(verbose: bool) -> bool {
             Ok(m) => {
                 let cov = m.coverage();
                 println!("  monitor hooks: {} attached, {} degraded", cov.attached(), cov.degraded().count());
+                println!("  syscall entry state: {} ({})", cov.inflight_store, cov.inflight_store_reason);
                 for h in &cov.hooks {
                     match &h.status {
                         HookStatus::Attached => {
