@@ -149,15 +149,13 @@ pub(super) fn cleanup_state_dir(dir: &Path, runc: Option<&Path>, extra_cgroups: 
 /// Whether the test process owning state dir `dir` is still alive (a dir
 /// without an owner file counts as alive for a minute: it is being created).
 pub(super) fn owner_alive(dir: &Path) -> bool {
-    match std::fs::read_to_string(dir.join("owner")) {
-        Ok(owner) => {
-            let v: Vec<&str> = owner.split_whitespace().collect();
-            match (v.first().map(|s| s.parse::<u32>()), v.get(1).map(|s| s.parse::<u64>())) {
-                (Some(Ok(pid)), Some(Ok(start))) => proc_starttime(pid) == Some(start),
-                _ => false,
-            }
-        }
-        Err(_) => std::fs::metadata(dir)
+    let owner = std::fs::read_to_string(dir.join("owner")).unwrap_or_default();
+    let v: Vec<&str> = owner.split_whitespace().collect();
+    match (v.first().map(|s| s.parse::<u32>()), v.get(1).map(|s| s.parse::<u64>())) {
+        (Some(Ok(pid)), Some(Ok(start))) => proc_starttime(pid) == Some(start),
+        // No owner file yet, or one being written (seen empty between its creation and
+        // its contents): the directory is being created by a live harness, unless old.
+        _ => std::fs::metadata(dir)
             .and_then(|m| m.modified())
             .map(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(60))
             .unwrap_or(false),
