@@ -181,7 +181,7 @@ impl Sinks {
             events: if args.no_event_log {
                 None
             } else {
-                // Events are bulk data: fsync only at rotation and shutdown.
+                // Events are bulk data: fsync only at shutdown.
                 Some(open_log(&args.log_dir, "events.jsonl", Policy { sync_every: None, ..policy })?)
             },
             alerts: open_log(&args.log_dir, "alerts.jsonl", policy)?,
