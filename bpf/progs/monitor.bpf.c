@@ -18,6 +18,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "boxwatch_abi.h"
+#include "compat.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -169,40 +170,6 @@ static __always_inline int should_trace(__u32 kind, __u64 cgid, __u32 tgid)
 	return -1;
 }
 
-/* The task's pid number and pid namespace as seen at `level` (its own
- * namespace). The verifier refuses a variable index into a BTF pointer, so
- * the usual levels (host, one or two nested namespaces) are read with
- * constant indexes, deeper ones with a probe read. */
-static __always_inline void pid_at_level(struct pid *tp, unsigned int level, __u32 *nr,
-					 __u32 *ns_inum)
-{
-	struct pid_namespace *pns;
-	struct upid up = {};
-	__u32 n;
-
-	/* The barriers keep clang from merging the branches' loads into one
-	 * load from a computed address, which the verifier would refuse. */
-	if (level == 0) {
-		n = tp->numbers[0].nr;
-		pns = tp->numbers[0].ns;
-	} else if (level == 1) {
-		n = tp->numbers[1].nr;
-		pns = tp->numbers[1].ns;
-	} else if (level == 2) {
-		n = tp->numbers[2].nr;
-		pns = tp->numbers[2].ns;
-	} else {
-		bpf_probe_read_kernel(&up, sizeof(up), &tp->numbers[level & 31]);
-		*nr = up.nr;
-		*ns_inum = up.ns ? BPF_CORE_READ(up.ns, ns.inum) : 0;
-		return;
-	}
-	barrier_var(n);
-	barrier_var(pns);
-	*nr = n;
-	*ns_inum = pns ? pns->ns.inum : 0;
-}
-
 static __always_inline void fill_header(struct bw_event_header *h, struct task_struct *t,
 					__u32 kind, __u32 flags, __u64 cgid)
 {
@@ -222,10 +189,10 @@ static __always_inline void fill_header(struct bw_event_header *h, struct task_s
 	h->egid = cred->egid.val;
 	h->cgroup_id = cgid;
 	h->start_ns = t->group_leader->start_time;
-	h->cap_eff = cred->cap_effective.val;
+	h->cap_eff = bw_cred_cap_effective(cred);
 	h->mntns = t->nsproxy->mnt_ns->ns.inum;
 	h->netns = t->nsproxy->net_ns->ns.inum;
-	pid_at_level(t->thread_pid, t->thread_pid->level, &h->vpid, &h->pidns);
+	bw_pid_upid(t->thread_pid, t->thread_pid->level, &h->vpid, &h->pidns);
 	h->_pad0 = 0;
 	/* What bpf_get_current_comm() copies, without the helper call: comm is
 	 * NUL-padded (set with strscpy_pad; a few kernels before 6.x left old

@@ -13,6 +13,7 @@ fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let bpf = manifest.join("../../bpf");
     let include = bpf.join("include");
+    let lib = bpf.join("lib");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     for name in PROGS {
         let src = bpf.join("progs").join(format!("{name}.bpf.c"));
@@ -21,6 +22,8 @@ fn main() {
             .clang_args([
                 "-I".into(),
                 include.clone().into_os_string(),
+                "-I".into(),
+                lib.clone().into_os_string(),
                 "-Wall".into(),
                 "-Wno-unused-function".into(),
                 "-Wno-compare-distinct-pointer-types".into(),
@@ -32,5 +35,9 @@ fn main() {
         println!("cargo:rerun-if-changed={}", src.display());
     }
     println!("cargo:rerun-if-changed={}", include.display());
+    println!("cargo:rerun-if-changed={}", lib.display());
+    for entry in std::fs::read_dir(&lib).expect("bpf/lib exists").flatten() {
+        println!("cargo:rerun-if-changed={}", entry.path().display());
+    }
     println!("cargo:rerun-if-changed={}", include.join("boxwatch_abi.h").display());
 }
