@@ -12,6 +12,8 @@ pub enum Error {
          attribute processes without it; run `boxwatch check` for details"
     )]
     CoreHook { program: String, section: String, reason: String },
+    #[error("--btf {}: {reason}", path.display())]
+    BtfPath { path: PathBuf, reason: String },
     #[error("BPF object {object} has no rodata section")]
     NoRodata { object: &'static str },
     #[error("BPF map {map}: {op}: {source}")]

@@ -20,4 +20,6 @@ pub mod stats;
 pub mod tracefs;
 
 pub use error::Error;
-pub use loader::{Coverage, HookReport, HookStatus, InflightStore, Monitor, MonitorConfig, RingReader};
+pub use loader::{
+    Coverage, HookReport, HookStatus, InflightStore, Monitor, MonitorConfig, REFUSE_PROGRAM_ENV, RingReader,
+};

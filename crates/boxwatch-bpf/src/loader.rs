@@ -7,8 +7,9 @@
 //! attributed) are fatal.
 
 use std::cell::Cell;
+use std::ffi::CString;
 use std::mem::MaybeUninit;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -103,7 +104,20 @@ pub struct MonitorConfig {
     pub syscall_fallback: bool,
     /// Echo libbpf's own messages to stderr.
     pub libbpf_verbose: bool,
+    /// Kernel BTF to relocate against instead of `/sys/kernel/btf/vmlinux`
+    /// (libbpf's `btf_custom_path`), for kernels built without it (e.g. a file from BTFHub).
+    pub btf_path: Option<PathBuf>,
+    /// Test hook: make the kernel refuse this program (see [`REFUSE_PROGRAM_ENV`]).
+    /// The default honours the environment variable.
+    pub refuse_program: Option<String>,
 }
+
+/// Test hook, `BOXWATCH_TEST_REFUSE_PROGRAM=<program>`: the program is loaded
+/// with `BPF_F_SLEEPABLE`, which the kernel's verifier refuses for tracepoint
+/// and raw-tracepoint programs, as an older kernel refuses a program using a
+/// helper or a field it lacks. Proves that a refused program
+/// degrades only itself (crates/boxwatch-bpf/tests/degrade.rs).
+pub const REFUSE_PROGRAM_ENV: &str = "BOXWATCH_TEST_REFUSE_PROGRAM";
 
 impl Default for MonitorConfig {
     fn default() -> Self {
@@ -131,6 +145,8 @@ impl Default for MonitorConfig {
             ringbuf_bytes: 2 * 1024 * 1024,
             syscall_fallback: true,
             libbpf_verbose: false,
+            btf_path: None,
+            refuse_program: std::env::var(REFUSE_PROGRAM_ENV).ok().filter(|p| !p.is_empty()),
         }
     }
 }
@@ -256,11 +272,26 @@ fn open(cfg: &MonitorConfig, store: InflightStore) -> Result<OpenMonitorSkel<'st
     // The skeleton borrows its object storage for its whole life; the monitor
     // lives as long as the process, so the (small) storage is leaked.
     let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
-    let mut open = MonitorSkelBuilder::default().open(storage).map_err(|source| Error::Open {
-        object: "monitor",
-        source,
-        log: libbpf_log::take(),
-    })?;
+    let builder = MonitorSkelBuilder::default();
+    let opened = match &cfg.btf_path {
+        None => builder.open(storage),
+        Some(path) => {
+            let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+                .map_err(|_| Error::BtfPath { path: path.clone(), reason: "contains a NUL byte".into() })?;
+            if !path.is_file() {
+                return Err(Error::BtfPath { path: path.clone(), reason: "not a readable file".into() });
+            }
+            let opts = libbpf_rs::libbpf_sys::bpf_object_open_opts {
+                sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_object_open_opts>() as _,
+                // libbpf copies the path at open; it must live until then.
+                btf_custom_path: c_path.as_ptr(),
+                ..Default::default()
+            };
+            builder.open_opts(opts, storage)
+        }
+    };
+    let mut open =
+        opened.map_err(|source| Error::Open { object: "monitor", source, log: libbpf_log::take() })?;
     open.maps.rb.set_max_entries(cfg.ringbuf_bytes).map_err(|source| Error::Map {
         map: "rb",
         op: "set_max_entries",
@@ -323,12 +354,48 @@ fn plan(open: &mut OpenMonitorSkel<'static>, cfg: &MonitorConfig, tracefs: &Path
     plans
 }
 
-fn apply(open: &mut OpenMonitorSkel<'static>, plans: &[Plan]) {
+fn apply(open: &mut OpenMonitorSkel<'static>, plans: &[Plan], refuse: Option<&str>) {
     for mut prog in open.open_object_mut().progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
         let enabled = plans.iter().find(|p| p.program == name).is_some_and(|p| p.enabled);
         prog.set_autoload(enabled);
+        if refuse == Some(name.as_str()) {
+            // Only fentry/fexit, LSM, iterators, uprobes and struct_ops may sleep:
+            // the verifier refuses any boxwatch hook flagged sleepable.
+            prog.set_flags(libbpf_rs::libbpf_sys::BPF_F_SLEEPABLE);
+        }
     }
+}
+
+/// The program whose load failed, from libbpf's messages of that load
+/// (`prog '<name>': BPF program load failed`, `... failed to load`, CO-RE
+/// relocation errors): the last program named in a failure line.
+fn failing_program<'a>(log: &str, plans: &'a [Plan]) -> Option<&'a Plan> {
+    log.lines()
+        .rev()
+        .filter_map(|l| {
+            let rest = &l[l.find("prog '")? + 6..];
+            let name = &rest[..rest.find('\'')?];
+            let tail = &rest[name.len()..];
+            (tail.contains("fail") || tail.contains("relo") || tail.contains("error")).then_some(name)
+        })
+        .find_map(|name| plans.iter().find(|p| p.enabled && p.program == name))
+}
+
+/// One line that says why the kernel refused a program: the verifier's last
+/// complaint (the line before `processed N insns`), a CO-RE relocation error,
+/// or libbpf's error.
+fn refusal_summary(log: &str, err: &libbpf_rs::Error) -> String {
+    let lines: Vec<&str> = log.lines().map(str::trim).collect();
+    if let Some(l) = lines.iter().find(|l| l.contains("failed to resolve CO-RE relocation")) {
+        return l.to_string();
+    }
+    if let Some(i) = lines.iter().position(|l| l.starts_with("processed ") && l.contains(" insns"))
+        && let Some(prev) = lines[..i].iter().rev().find(|l| !l.is_empty())
+    {
+        return format!("verifier: {prev}");
+    }
+    err.to_string()
 }
 
 impl Monitor {
@@ -338,48 +405,38 @@ impl Monitor {
         libbpf_log::install(cfg.libbpf_verbose);
         let tracefs = tracefs::ensure()?;
         let (store, store_reason) = resolve_store(cfg);
-        let mut open_skel = open(cfg, store)?;
-        let mut plans = plan(&mut open_skel, cfg, &tracefs);
-        apply(&mut open_skel, &plans);
-        let skel = match open_skel.load() {
-            Ok(skel) => skel,
-            Err(_) => {
-                // Find which optional programs the kernel refuses: try each
-                // alone beside the core programs, then load the survivors.
-                let _ = libbpf_log::take();
-                let candidates: Vec<String> = plans
-                    .iter()
-                    .filter(|p| p.enabled && !CORE_PROGRAMS.contains(&p.program.as_str()))
-                    .map(|p| p.program.clone())
-                    .collect();
-                for name in candidates {
-                    let trial: Vec<Plan> = plans
-                        .iter()
-                        .map(|p| Plan {
-                            program: p.program.clone(),
-                            section: p.section.clone(),
-                            enabled: CORE_PROGRAMS.contains(&p.program.as_str()) || p.program == name,
-                            status: None,
-                        })
-                        .collect();
-                    let mut o = open(cfg, store)?;
-                    apply(&mut o, &trial);
-                    if let Err(e) = o.load() {
-                        let log = libbpf_log::take();
-                        if let Some(p) = plans.iter_mut().find(|p| p.program == name) {
-                            p.enabled = false;
-                            p.status = Some(HookStatus::Degraded(format!("refused by the kernel: {e}{log}")));
-                        }
-                    }
-                }
-                let mut o = open(cfg, store)?;
-                apply(&mut o, &plans);
-                o.load().map_err(|source| Error::Load {
-                    object: "monitor",
-                    source,
-                    log: libbpf_log::take(),
-                })?
+        let mut o = open(cfg, store)?;
+        let mut plans = plan(&mut o, cfg, &tracefs);
+        let refuse = cfg.refuse_program.as_deref();
+        // libbpf loads the whole object at once and stops at the first program
+        // the kernel refuses (a CO-RE relocation it cannot resolve, the verifier,
+        // a missing helper): find that program in libbpf's messages, disable it
+        // and load again, until the rest loads. Each round disables one program,
+        // so this ends; a core program refused is fatal.
+        let skel = loop {
+            apply(&mut o, &plans, refuse);
+            let err = match o.load() {
+                Ok(skel) => break skel,
+                Err(e) => e,
+            };
+            let log = libbpf_log::take();
+            let Some(p) = failing_program(&log, &plans) else {
+                return Err(Error::Load { object: "monitor", source: err, log });
+            };
+            let reason = format!("refused by the kernel: {}\n{err}{log}", refusal_summary(&log, &err));
+            if CORE_PROGRAMS.contains(&p.program.as_str()) {
+                return Err(Error::CoreHook {
+                    program: p.program.clone(),
+                    section: p.section.clone(),
+                    reason,
+                });
             }
+            let name = p.program.clone();
+            if let Some(p) = plans.iter_mut().find(|p| p.program == name) {
+                p.enabled = false;
+                p.status = Some(HookStatus::Degraded(reason));
+            }
+            o = open(cfg, store)?;
         };
         let mut links = Vec::new();
         for prog in skel.object().progs_mut() {

@@ -23,6 +23,8 @@ pub struct AttachProbe {
     pub result: Result<(), String>,
     /// What boxwatch loses (or does instead) when this type is unavailable.
     pub without_it: &'static str,
+    /// What this type makes possible here, when it works.
+    pub with_it: &'static str,
 }
 
 /// Everything `boxwatch check` reports.
@@ -31,7 +33,10 @@ pub struct ProbeReport {
     pub kernel_release: String,
     /// (major, minor) parsed from the release.
     pub kernel_version: Option<(u32, u32)>,
+    /// The kernel exposes its own BTF at /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF).
     pub btf: bool,
+    /// External BTF given with `--btf`: used for CO-RE relocations instead of the kernel's.
+    pub btf_file: Option<PathBuf>,
     pub tracefs: Result<PathBuf, String>,
     pub euid: u32,
     /// Capabilities boxwatch needs that the effective set lacks (names).
@@ -45,22 +50,48 @@ pub struct ProbeReport {
 /// tracepoints is not needed: tp programs use it since 5.11) — we require 5.8 as documented.
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
 
-const PROBES: [(&str, &str, &str); 7] = [
-    ("probe_tracepoint", "tracepoint", "nothing works: every core hook is a tracepoint"),
-    ("probe_raw_tp", "raw_tp", "module/kexec syscalls go unseen where their tracepoints are missing"),
-    ("probe_tp_btf", "tp_btf", "fork events are lost; the process tree is rebuilt from exec and /proc"),
+/// Where the kernel exposes its own BTF.
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// (program, attach type, without it, with it).
+const PROBES: [(&str, &str, &str, &str); 7] = [
+    ("probe_tracepoint", "tracepoint", "nothing works: every core hook is a tracepoint", "every core hook"),
+    (
+        "probe_raw_tp",
+        "raw_tp",
+        "module/kexec syscalls go unseen where their tracepoints are missing",
+        "the module/kexec fallback where those tracepoints are missing",
+    ),
+    (
+        "probe_tp_btf",
+        "tp_btf",
+        "fork events are lost; the process tree is rebuilt from exec and /proc",
+        "fork events",
+    ),
     (
         "probe_fentry",
         "fentry",
         "none today: every boxwatch hook is a tracepoint (fentry would only be an optimisation)",
+        "cheaper kernel-function hooks than tracepoints (not used yet)",
     ),
     (
         "probe_lsm",
         "lsm",
         "no in-kernel blocking of file opens; response uses bpf_send_signal and cgroup/connect instead",
+        "in-kernel enforcement (deny file opens / execs) for the response feature (not used yet)",
     ),
-    ("probe_kprobe", "kprobe", "none today: no boxwatch hook needs kprobes"),
-    ("probe_cgroup_connect4", "cgroup/connect4", "the network-deny response action is unavailable"),
+    (
+        "probe_kprobe",
+        "kprobe",
+        "none today: no boxwatch hook needs kprobes",
+        "hooks on kernel functions without a tracepoint (not used yet)",
+    ),
+    (
+        "probe_cgroup_connect4",
+        "cgroup/connect4",
+        "the network-deny response action is unavailable",
+        "the network-deny response action",
+    ),
 ];
 
 fn try_attach(program: &str) -> Result<(), String> {
@@ -133,7 +164,7 @@ fn cgroup2_mount() -> Option<PathBuf> {
 
 /// Run every check. Attach probes run only when privileged (they would all
 /// fail with EPERM otherwise, which says nothing about the kernel).
-pub fn run() -> ProbeReport {
+pub fn run(btf_file: Option<&Path>) -> ProbeReport {
     libbpf_log::install(false);
     let kernel_release = kernel_release();
     // SAFETY: geteuid has no preconditions.
@@ -163,16 +194,18 @@ pub fn run() -> ProbeReport {
     };
     let attach = PROBES
         .iter()
-        .map(|&(prog, kind, without_it)| AttachProbe {
+        .map(|&(prog, kind, without_it, with_it)| AttachProbe {
             kind,
             result: if privileged { try_attach(prog) } else { Err("not tried: not privileged".into()) },
             without_it,
+            with_it,
         })
         .collect();
     ProbeReport {
         kernel_version: parse_version(&kernel_release),
         kernel_release,
-        btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+        btf: Path::new(KERNEL_BTF).exists(),
+        btf_file: btf_file.map(Path::to_path_buf),
         tracefs,
         euid,
         missing_caps,
@@ -185,10 +218,17 @@ impl ProbeReport {
     pub fn kernel_ok(&self) -> bool {
         self.kernel_version.is_some_and(|v| v >= MIN_KERNEL)
     }
+    /// BTF to relocate against: the kernel's, or a readable `--btf` file.
+    pub fn btf_ok(&self) -> bool {
+        match &self.btf_file {
+            Some(f) => f.is_file(),
+            None => self.btf,
+        }
+    }
     /// Ready to run the monitor: kernel, BTF, tracefs, privileges, tracepoints.
     pub fn ready(&self) -> bool {
         self.kernel_ok()
-            && self.btf
+            && self.btf_ok()
             && self.tracefs.is_ok()
             && self.missing_caps.is_empty()
             && self.cgroup2.is_some()

@@ -1,6 +1,8 @@
 //! `boxwatch check`: is this machine ready, and what will the monitor see?
 
-use boxwatch_bpf::probe::{self, MIN_KERNEL};
+use std::path::PathBuf;
+
+use boxwatch_bpf::probe::{self, KERNEL_BTF, MIN_KERNEL};
 use boxwatch_bpf::{HookStatus, Monitor, MonitorConfig};
 
 fn mark(ok: bool) -> &'static str {
@@ -8,8 +10,8 @@ fn mark(ok: bool) -> &'static str {
 }
 
 /// Print the report; returns whether the monitor can run here.
-pub fn run(verbose: bool) -> bool {
-    let r = probe::run();
+pub fn run(verbose: bool, btf: Option<PathBuf>) -> bool {
+    let r = probe::run(btf.as_deref());
     println!("boxwatch check");
     println!(
         "  [{}] kernel {} (need >= {}.{})",
@@ -18,7 +20,25 @@ pub fn run(verbose: bool) -> bool {
         MIN_KERNEL.0,
         MIN_KERNEL.1
     );
-    println!("  [{}] BTF at /sys/kernel/btf/vmlinux (CO-RE)", mark(r.btf));
+    match &r.btf_file {
+        None => println!("  [{}] BTF at {KERNEL_BTF} (CO-RE)", mark(r.btf)),
+        Some(f) => {
+            let ok = r.btf_ok();
+            println!(
+                "  [{}] BTF from --btf {} (CO-RE relocations){}",
+                mark(ok),
+                f.display(),
+                if ok { "" } else { ": not a readable file" }
+            );
+            if r.btf {
+                println!("         (the kernel's own {KERNEL_BTF} exists too; --btf takes precedence)");
+            } else {
+                println!(
+                    "         the kernel exposes no BTF of its own: programs that need it (BTF-typed task                      pointers, tp_btf, fentry, lsm) are refused and reported below"
+                );
+            }
+        }
+    }
     match &r.tracefs {
         Ok(p) => println!("  [ok  ] tracefs at {}", p.display()),
         Err(e) => println!("  [FAIL] tracefs: {e}"),
@@ -35,7 +55,7 @@ pub fn run(verbose: bool) -> bool {
     println!("  attach types (loaded and attached for real):");
     for a in &r.attach {
         match &a.result {
-            Ok(()) => println!("    [ok  ] {}", a.kind),
+            Ok(()) => println!("    [ok  ] {:<16} gives: {}", a.kind, a.with_it),
             Err(e) => {
                 let first = e.lines().next().unwrap_or(e);
                 println!("    [no  ] {:<16} {first}", a.kind);
@@ -45,7 +65,11 @@ pub fn run(verbose: bool) -> bool {
     }
     let mut ready = r.ready();
     if r.missing_caps.is_empty() {
-        match Monitor::load(&MonitorConfig { libbpf_verbose: verbose, ..MonitorConfig::default() }) {
+        match Monitor::load(&MonitorConfig {
+            libbpf_verbose: verbose,
+            btf_path: btf,
+            ..MonitorConfig::default()
+        }) {
             Ok(m) => {
                 let cov = m.coverage();
                 println!("  monitor hooks: {} attached, {} degraded", cov.attached(), cov.degraded().count());

@@ -31,7 +31,7 @@ pub enum Command {
     Run(RunArgs),
     /// Preflight: kernel, BTF, tracefs, privileges, and which hooks load here.
     /// Exit status 0 when the monitor can run, 1 otherwise.
-    Check,
+    Check(CheckArgs),
     /// Validate, test and list detection rules.
     Rules(RulesArgs),
     /// Validate the configuration file and print the effective `run` settings.
@@ -42,6 +42,13 @@ pub enum Command {
     /// Query the alert history kept by `boxwatch run --history`: newest first,
     /// filtered by time, container and rule.
     Alerts(AlertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Kernel BTF file to use instead of /sys/kernel/btf/vmlinux (as `run --btf`).
+    #[arg(long, value_name = "PATH")]
+    pub btf: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -108,6 +115,10 @@ pub struct RunArgs {
     /// attempts on such kernels).
     #[arg(long)]
     pub no_syscall_fallback: bool,
+    /// Kernel BTF file to relocate the BPF programs against, for kernels without
+    /// /sys/kernel/btf/vmlinux (e.g. a file from BTFHub for this exact kernel build).
+    #[arg(long, value_name = "PATH")]
+    pub btf: Option<PathBuf>,
     /// Do not let host exec/fork/exit through the kernel filter: cheaper on
     /// busy hosts, but alerts lose the runtime-side ancestry (containerd-shim, runc).
     #[arg(long)]

@@ -89,6 +89,7 @@ pub struct Kernel {
     pub ringbuf_mib: Option<u32>,
     pub queue: Option<u64>,
     pub syscall_fallback: Option<bool>,
+    pub btf: Option<PathBuf>,
 }
 
 /// `[rules]`
@@ -208,6 +209,7 @@ pub fn apply(args: &mut RunArgs, m: &ArgMatches, path: &Path, f: File) -> Result
     set!("ringbuf_mib", args.ringbuf_mib, f.kernel.ringbuf_mib);
     set!("queue", args.queue, f.kernel.queue);
     set!("no_syscall_fallback", args.no_syscall_fallback, f.kernel.syscall_fallback.map(|b| !b));
+    set!("btf", args.btf, f.kernel.btf.map(Some));
     set!("rules", args.rules, f.rules.paths);
     set!("no_default_rules", args.no_default_rules, f.rules.default_pack.map(|b| !b));
     set!("containerd_socket", args.containerd_socket, f.runtime.containerd_sockets);

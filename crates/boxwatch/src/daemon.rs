@@ -450,6 +450,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         syscall_fallback: !args.no_syscall_fallback,
         ringbuf_bytes: args.ringbuf_mib * 1024 * 1024,
         libbpf_verbose: verbose,
+        btf_path: args.btf.clone(),
         ..MonitorConfig::default()
     };
     let cgroup_root = cgroups::cgroup2_root()?;

@@ -70,7 +70,9 @@ fn main() -> ExitCode {
                 })
             }
         },
-        Command::Check => Ok(if check::run(cli.verbose) { ExitCode::SUCCESS } else { ExitCode::from(1) }),
+        Command::Check(a) => {
+            Ok(if check::run(cli.verbose, a.btf) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Command::Ps(args) => ps::run(args).map(|()| ExitCode::SUCCESS),
         Command::Alerts(a) => history::print(&a.db, a.since.as_deref(), a.container, a.rule, a.limit, a.json)
             .map(|()| ExitCode::SUCCESS),
