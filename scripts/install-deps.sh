@@ -4,7 +4,8 @@
 # is missing and runs `apt-get update` at most once, only if something is missing.
 #
 #   scripts/install-deps.sh          # build deps (clang, libelf, zlib, make, pkg-config, gcc, libc6-dev)
-#   scripts/install-deps.sh --test   # + containerd runc busybox-static python3 rsyslog nats-server prometheus
+#   scripts/install-deps.sh --test   # + containerd runc busybox-static python3 rsyslog nats-server prometheus,
+#                                    #   and qemu-system-x86 cpio xz-utils zstd for the kernel matrix
 #   scripts/install-deps.sh --bench  # + containerd runc python3 and the peers: libbpf-tools bpftrace
 #
 # Also makes sure tracefs is mounted at /sys/kernel/tracing and that a Rust
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 want_test=0
@@ -39,6 +40,8 @@ fi
 pkgs=(clang libelf-dev zlib1g-dev make pkg-config gcc libc6-dev)
 if [ "$want_test" = 1 ]; then
     pkgs+=(containerd runc busybox-static python3 rsyslog nats-server prometheus)
+    # the kernel matrix (scripts/kernel-matrix.sh): QEMU, initramfs tools, kernel image decompressors
+    pkgs+=(qemu-system-x86 cpio xz-utils zstd binutils)
 fi
 if [ "$want_bench" = 1 ]; then
     pkgs+=(containerd runc python3 libbpf-tools bpftrace)

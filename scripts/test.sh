@@ -2,7 +2,9 @@
 # Run every boxwatch test on this machine, as root:
 #   formatting and lints, unit and fixture tests (no root needed), the
 #   privileged integration tests (real BPF programs watching real containers
-#   started through a private containerd + runc), and a quick benchmark run.
+#   started through a private containerd + runc), the kernel matrix (boxwatch
+#   checked and run on other kernels booted in QEMU, scripts/kernel-matrix.sh),
+#   and a quick benchmark run.
 # Installs what it needs first (build deps, containerd, runc) on Debian/Ubuntu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,8 @@ echo "== cargo test (unit, fixtures, privileged integration)"
 cargo test --locked --workspace
 echo "== boxwatch check"
 target/debug/boxwatch check
+echo "== kernel matrix (this kernel + scripts/kernel-matrix/kernels.list booted in QEMU)"
+cargo test --locked -p boxwatch --test kernel_matrix -- --ignored --nocapture
 echo "== boxwatch-bench --quick (proves every benchmark scenario still runs; no number is asserted)"
 cargo build --locked --workspace --bins
 target/debug/boxwatch-bench --quick --boxwatch target/debug/boxwatch --json target/bench-quick.json >/dev/null

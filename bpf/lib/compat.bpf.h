@@ -9,7 +9,7 @@
  * time, poisons the relocations of the other branch, and the verifier drops
  * that branch as dead code, so the hot path pays nothing on any kernel.
  *
- * Audit of every kernel structure boxwatch reads (bpf/progs/*.bpf.c), 5.8 -> 6.18:
+ * Audit of every kernel structure boxwatch reads (bpf/progs/), 5.8 -> 6.18:
  *   task_struct: tgid, pid, comm, real_parent, group_leader, start_time,
  *     exit_code, cred, nsproxy, mm, files, thread_pid, cgroups   stable
  *   task_struct.state -> __state (2f064a59a11f "sched: Change

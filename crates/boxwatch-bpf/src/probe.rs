@@ -46,9 +46,10 @@ pub struct ProbeReport {
     pub cgroup2: Option<PathBuf>,
 }
 
-/// Minimum kernel: BPF ring buffer and `bpf_get_current_task_btf` (5.8, 5.11 for the latter on
-/// tracepoints is not needed: tp programs use it since 5.11) — we require 5.8 as documented.
-pub const MIN_KERNEL: (u32, u32) = (5, 8);
+/// Minimum kernel: every hook reads the current task through
+/// `bpf_get_current_task_btf` (5.11) with direct BTF loads; the ring buffer is
+/// 5.8. The README's requirements table lists every feature and its version.
+pub const MIN_KERNEL: (u32, u32) = (5, 11);
 
 /// Where the kernel exposes its own BTF.
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
