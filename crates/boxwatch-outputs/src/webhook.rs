@@ -1,65 +1,44 @@
-//! HTTP webhook output: POSTs each alert's Falco-format JSON to a URL
-//! (falcosidekick's root endpoint, or any receiver). A background thread
-//! drains a bounded queue, retrying with exponential backoff, so a slow or
-//! dead receiver never blocks the daemon; what does not fit the queue is
-//! counted, never silently lost. Plain `http://` only (in-cluster
-//! falcosidekick); put a TLS-terminating proxy in front for anything else.
+//! HTTP(S) webhook output: POSTs each alert's Falco-format JSON to a URL
+//! (falcosidekick's root endpoint, or any receiver), through `ureq` with rustls.
+//! `https://` receivers are verified against the bundled Mozilla roots plus the CA
+//! certificates of `--webhook-ca FILE` (PEM), for receivers behind a private CA. A
+//! background thread drains a bounded queue, retrying with exponential backoff, so a
+//! slow or dead receiver never blocks the daemon; what does not fit the queue or keeps
+//! failing is counted, never silently lost (it is in alerts.jsonl too).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
-use super::outbox::{Outbox, count_drop};
+use crate::endpoint::{self, Endpoint};
+use crate::error::{Ctx, Error, Result};
+use crate::outbox::{DeliveryStats, Outbox, count_drop};
+use crate::{AlertOut, AlertSubscriber, Sink, SinkStat};
 
-/// A parsed `http://host[:port][/path]` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
+/// Settings of the webhook output (`--webhook`, `[webhook]`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `http://` or `https://` URL the alerts are POSTed to.
+    pub url: String,
+    /// Alerts queued while the receiver is slow or down.
+    pub queue: usize,
+    /// PEM file of CA certificates trusted for `https://`, besides the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
 }
 
-impl Url {
-    pub fn parse(s: &str) -> Result<Url> {
-        let Some(rest) = s.strip_prefix("http://") else {
-            bail!("webhook URL {s:?}: only http:// is supported (put a TLS proxy in front for https)");
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(':') => {
-                (h, p.parse().with_context(|| format!("webhook URL {s:?}: bad port {p:?}"))?)
-            }
-            _ => (authority, 80),
-        };
-        if host.is_empty() {
-            bail!("webhook URL {s:?}: no host");
-        }
-        Ok(Url { host: host.trim_matches(['[', ']']).to_string(), port, path: path.to_string() })
-    }
-}
-
-/// Counters of the webhook output.
-#[derive(Debug, Default)]
-pub struct WebhookStats {
-    pub sent: AtomicU64,
-    pub retries: AtomicU64,
-    /// Alerts not accepted because the queue was full.
-    pub dropped_queue_full: AtomicU64,
-    /// Alerts given up after every retry failed.
-    pub dropped_failed: AtomicU64,
+/// Parse a webhook URL (`http://` or `https://`, default ports 80 and 443).
+pub fn parse_url(url: &str) -> Result<Endpoint> {
+    endpoint::parse("webhook URL", url, &[("http", 80), ("https", 443)], true)
 }
 
 pub struct Webhook {
     outbox: Outbox<String>,
-    pub stats: Arc<WebhookStats>,
+    url: Endpoint,
+    pub stats: Arc<DeliveryStats>,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -71,32 +50,57 @@ impl std::fmt::Debug for Webhook {
 const TIMEOUT: Duration = Duration::from_secs(5);
 const RETRIES: u32 = 5;
 
-fn post(url: &Url, body: &str) -> std::io::Result<u16> {
-    let addr = (url.host.as_str(), url.port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("{} does not resolve", url.host)))?;
-    let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    s.set_read_timeout(Some(TIMEOUT))?;
-    s.set_write_timeout(Some(TIMEOUT))?;
-    write!(
-        s,
-        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nUser-Agent: boxwatch\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        url.path,
-        url.host,
-        url.port,
-        body.len()
-    )?;
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line)?;
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {line:?}")))
+/// The CA certificates of a PEM file (at least one).
+fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>> {
+    let pem = std::fs::read(path).ctx(|| format!("read webhook CA file {}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(Error::Invalid(format!("webhook CA file {}: {e}", path.display()))),
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::Invalid(format!("webhook CA file {}: no PEM certificate in it", path.display())));
+    }
+    Ok(certs)
 }
 
-fn run(url: Url, rx: Receiver<String>, stats: Arc<WebhookStats>) {
+fn agent(ca_file: Option<&Path>) -> Result<ureq::Agent> {
+    let roots = match ca_file {
+        None => RootCerts::WebPki,
+        Some(p) => {
+            let mut all: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|c| Certificate::from_der(c.as_ref()))
+                .collect();
+            all.extend(read_ca(p)?);
+            RootCerts::from(all)
+        }
+    };
+    Ok(ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(TIMEOUT))
+        .user_agent("boxwatch")
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .build()
+        .new_agent())
+}
+
+/// One POST: the HTTP status, or why there was none.
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> std::result::Result<u16, String> {
+    match agent.post(url).content_type("application/json").send(body) {
+        Ok(mut resp) => {
+            // Read the (small) body so the connection can be reused.
+            let _ = resp.body_mut().with_config().limit(64 * 1024).read_to_vec();
+            Ok(resp.status().as_u16())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn run(agent: ureq::Agent, url: String, rx: Receiver<String>, stats: Arc<DeliveryStats>) {
     loop {
         let body = match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(b) => b,
@@ -106,7 +110,7 @@ fn run(url: Url, rx: Receiver<String>, stats: Arc<WebhookStats>) {
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
-            match post(&url, &body) {
+            match post(&agent, &url, &body) {
                 Ok(code) if (200..300).contains(&code) => {
                     stats.sent.fetch_add(1, Ordering::Relaxed);
                     break;
@@ -117,9 +121,10 @@ fn run(url: Url, rx: Receiver<String>, stats: Arc<WebhookStats>) {
                     eprintln!("boxwatch: webhook rejected an alert with HTTP {code}; dropped");
                     break;
                 }
-                _ if attempt >= RETRIES => {
+                r if attempt >= RETRIES => {
                     stats.dropped_failed.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("boxwatch: webhook unreachable after {RETRIES} retries; alert dropped");
+                    let why = r.map_or_else(|e| e, |code| format!("HTTP {code}"));
+                    eprintln!("boxwatch: webhook unreachable after {RETRIES} retries ({why}); alert dropped");
                     break;
                 }
                 _ => {
@@ -134,12 +139,19 @@ fn run(url: Url, rx: Receiver<String>, stats: Arc<WebhookStats>) {
 }
 
 impl Webhook {
-    pub fn start(url: &str, queue: usize) -> Result<Webhook> {
-        let url = Url::parse(url)?;
-        let stats = Arc::new(WebhookStats::default());
+    /// Check the URL and CA file and start the delivery thread. Nothing is sent until
+    /// the first alert, so an unreachable receiver is reported by the counters.
+    pub fn start(cfg: &Config) -> Result<Webhook> {
+        let url = parse_url(&cfg.url)?;
+        if cfg.ca_file.is_some() && url.scheme != "https" {
+            return Err(Error::Invalid(format!("--webhook-ca is for https:// URLs, not {:?}", cfg.url)));
+        }
+        let agent = agent(cfg.ca_file.as_deref())?;
+        let stats = Arc::new(DeliveryStats::default());
         let s2 = Arc::clone(&stats);
-        let outbox = Outbox::start("webhook", queue, move |rx| run(url, rx, s2))?;
-        Ok(Webhook { outbox, stats })
+        let target = url.url.to_string();
+        let outbox = Outbox::start("webhook", cfg.queue, move |rx| run(agent, target, rx, s2))?;
+        Ok(Webhook { outbox, url, stats })
     }
 
     /// Queue one alert's JSON; never blocks.
@@ -153,23 +165,63 @@ impl Webhook {
     }
 }
 
+impl AlertSubscriber for Webhook {
+    fn describe(&self) -> String {
+        format!(
+            "webhook {}://{}:{}{}",
+            self.url.scheme,
+            self.url.url.host_str().unwrap_or(""),
+            self.url.port,
+            self.url.path
+        )
+    }
+
+    fn alert(&mut self, a: &AlertOut<'_>) {
+        self.send(a.json());
+    }
+
+    fn close(&mut self, deadline: Duration) {
+        self.finish(deadline);
+    }
+
+    fn stats(&self) -> Vec<SinkStat> {
+        self.stats.sink_stats("webhook", true, false)
+    }
+}
+
+impl Sink for Webhook {}
+
 #[cfg(test)]
 mod tests {
-    use super::Url;
+    use super::*;
 
     #[test]
-    fn parses_http_urls() {
-        assert_eq!(
-            Url::parse("http://sidekick:2801").unwrap(),
-            Url { host: "sidekick".into(), port: 2801, path: "/".into() }
-        );
-        assert_eq!(
-            Url::parse("http://127.0.0.1:8080/hook/x").unwrap(),
-            Url { host: "127.0.0.1".into(), port: 8080, path: "/hook/x".into() }
-        );
-        assert_eq!(Url::parse("http://h/p").unwrap().port, 80);
-        assert!(Url::parse("https://h").unwrap_err().to_string().contains("only http://"));
-        assert!(Url::parse("http://:80").is_err());
-        assert!(Url::parse("http://h:xx").unwrap_err().to_string().contains("bad port"));
+    fn parses_http_and_https_urls() {
+        let u = parse_url("http://sidekick:2801").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("sidekick", 2801, "/"));
+        let u = parse_url("http://127.0.0.1:8080/hook/x").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 8080, "/hook/x"));
+        assert_eq!(parse_url("http://h/p").unwrap().port, 80);
+        assert_eq!(parse_url("https://h/p").unwrap().port, 443);
+        assert!(parse_url("http://[::1").unwrap_err().to_string().contains("webhook URL \"http://[::1\""));
+        assert!(parse_url("http://:80").is_err());
+        assert!(parse_url("http://h:xx").unwrap_err().to_string().contains("port"));
+        assert!(parse_url("ftp://h").unwrap_err().to_string().contains("expected http://, https://"));
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_at_start() {
+        let dir = std::env::temp_dir().join(format!("bw-webhook-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("ca.pem");
+        std::fs::write(&p, "not a certificate\n").unwrap();
+        let cfg = |url: &str, ca: Option<PathBuf>| Config { url: url.into(), queue: 1, ca_file: ca };
+        let e = Webhook::start(&cfg("https://127.0.0.1:1/", Some(p.clone()))).unwrap_err().to_string();
+        assert!(e.contains("no PEM certificate") && e.contains("ca.pem"), "{e}");
+        let e = Webhook::start(&cfg("https://127.0.0.1:1/", Some(dir.join("missing.pem")))).unwrap_err();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+        let e = Webhook::start(&cfg("http://127.0.0.1:1/", Some(p))).unwrap_err().to_string();
+        assert!(e.contains("https://"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
