@@ -728,6 +728,35 @@ mod tests {
     }
 
     #[test]
+    fn the_sink_stores_off_the_caller_thread_and_counts() {
+        let dir = TempDir::new();
+        let cfg = Config { path: dir.db(), max_alerts: 0, max_age_secs: 0, queue: 1000 };
+        let mut sink = HistorySink::open(&cfg).unwrap();
+        let all: Vec<Alert> = (0..300).map(|i| alert(BASE + i * NS, "r", "r", Some(&cid(i % 3)))).collect();
+        for a in &all {
+            sink.alert(&AlertOut::new(a, None));
+        }
+        // Committed by the history thread once its queue runs dry, without a flush call.
+        let t0 = Instant::now();
+        while History::query(&dir.db(), &Query::default()).map_or(0, |r| r.len()) < 300 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "not committed by the history thread");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sink.close(Duration::from_secs(5));
+        let lines = History::query_lines(&dir.db(), &Query::default()).unwrap();
+        assert_eq!(lines.first(), Some(&serde_json::to_string(&all[299]).unwrap()));
+        let st = sink.stats();
+        let v = |n: &str| st.iter().find(|s| s.name == n).unwrap().value;
+        assert_eq!((v("sent"), v("failed"), v("queue_full")), (300, 0, 0));
+        assert!(st.iter().all(|s| s.output == "history"));
+        assert_eq!(sink.describe(), format!("history {}", dir.db().display()));
+        // A bad path fails at open, on the caller's thread.
+        std::fs::write(dir.0.join("alerts.db-not-a-dir"), "x").unwrap();
+        let bad = Config { path: dir.0.join("alerts.db-not-a-dir/h.db"), ..cfg };
+        assert!(HistorySink::open(&bad).unwrap_err().to_string().contains("alerts.db-not-a-dir"));
+    }
+
+    #[test]
     fn uncommitted_inserts_are_committed_on_flush_and_drop() {
         let dir = TempDir::new();
         let mut h = History::open(&dir.db(), 0, 0).unwrap();
