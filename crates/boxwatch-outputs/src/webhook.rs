@@ -48,7 +48,8 @@ impl std::fmt::Debug for Webhook {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-const RETRIES: u32 = 5;
+/// As syslog and NATS: with backoff doubling from 100 ms to 5 s, about 16 s of outage.
+const RETRIES: u32 = 8;
 
 /// The CA certificates of a PEM file (at least one).
 fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>> {
@@ -88,15 +89,32 @@ fn agent(ca_file: Option<&Path>) -> Result<ureq::Agent> {
         .new_agent())
 }
 
+/// Why a POST got no HTTP status.
+enum Failure {
+    /// The receiver's certificate or the TLS setup: retrying will not help.
+    Tls(String),
+    /// Network, timeout, protocol: retried.
+    Transient(String),
+}
+
+fn is_tls(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => true,
+        ureq::Error::Io(io) => io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()),
+        _ => false,
+    }
+}
+
 /// One POST: the HTTP status, or why there was none.
-fn post(agent: &ureq::Agent, url: &str, body: &str) -> std::result::Result<u16, String> {
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> std::result::Result<u16, Failure> {
     match agent.post(url).content_type("application/json").send(body) {
         Ok(mut resp) => {
             // Read the (small) body so the connection can be reused.
             let _ = resp.body_mut().with_config().limit(64 * 1024).read_to_vec();
             Ok(resp.status().as_u16())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) if is_tls(&e) => Err(Failure::Tls(e.to_string())),
+        Err(e) => Err(Failure::Transient(e.to_string())),
     }
 }
 
@@ -121,9 +139,17 @@ fn run(agent: ureq::Agent, url: String, rx: Receiver<String>, stats: Arc<Deliver
                     eprintln!("boxwatch: webhook rejected an alert with HTTP {code}; dropped");
                     break;
                 }
+                Err(Failure::Tls(why)) => {
+                    stats.dropped_failed.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("boxwatch: webhook: TLS failed ({why}); alert dropped (see --webhook-ca)");
+                    break;
+                }
                 r if attempt >= RETRIES => {
                     stats.dropped_failed.fetch_add(1, Ordering::Relaxed);
-                    let why = r.map_or_else(|e| e, |code| format!("HTTP {code}"));
+                    let why = match r {
+                        Ok(code) => format!("HTTP {code}"),
+                        Err(Failure::Transient(e) | Failure::Tls(e)) => e,
+                    };
                     eprintln!("boxwatch: webhook unreachable after {RETRIES} retries ({why}); alert dropped");
                     break;
                 }

@@ -154,6 +154,7 @@ fn an_untrusted_https_receiver_gets_nothing_and_the_failure_is_counted() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(got.try_recv().is_err(), "nothing may reach an untrusted receiver");
-    assert_eq!((stat(&w, "sent"), stat(&w, "retries")), (0, 5));
+    // A certificate error is not retried: it will not get better.
+    assert_eq!((stat(&w, "sent"), stat(&w, "retries")), (0, 0));
     w.close(Duration::from_secs(1));
 }
