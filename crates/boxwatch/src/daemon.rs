@@ -217,28 +217,12 @@ impl Processor<'_> {
         self.emit(ready);
     }
 
-    /// Alerts that are complete go through folding and rate limits to the outputs. An
-    /// alert that passes keeps its context; summaries of folded alerts have none.
+    /// Alerts that are complete go through folding and rate limits to the outputs.
     fn emit(&mut self, alerts: Vec<Raised>) {
         if alerts.is_empty() {
             return;
         }
-        let now = monotonic_ns();
-        let mut closed = Vec::new();
-        self.aggregate.tick(now, &mut closed);
-        let mut out: Vec<Raised> = closed.into_iter().map(|alert| Raised { alert, context: None }).collect();
-        for r in alerts {
-            let before = (self.aggregate.stats().folded, self.aggregate.stats().suppressed());
-            let mut passed = Vec::new();
-            self.aggregate.offer(r.alert, now, &mut passed);
-            // Neither folded nor suppressed: the offered alert went out, last.
-            let offered_out = before == (self.aggregate.stats().folded, self.aggregate.stats().suppressed());
-            let n = passed.len();
-            for (i, alert) in passed.into_iter().enumerate() {
-                let context = if offered_out && i + 1 == n { r.context.clone() } else { None };
-                out.push(Raised { alert, context });
-            }
-        }
+        let out = fold(&mut self.aggregate, alerts, monotonic_ns());
         self.write_alerts(out);
     }
 
@@ -386,6 +370,34 @@ impl Processor<'_> {
                 .collect(),
         }
     }
+}
+
+/// Offer `alerts` to the aggregator at `now_ns`: what goes out, in order. An alert
+/// that passes keeps its context (event, lineage, container) for the subscribers;
+/// summaries of folded alerts carry none.
+fn fold(aggregate: &mut Aggregator, alerts: Vec<Raised>, now_ns: u64) -> Vec<Raised> {
+    let summary = |alert| Raised { alert, context: None };
+    let mut closed = Vec::new();
+    aggregate.tick(now_ns, &mut closed);
+    let mut out: Vec<Raised> = closed.into_iter().map(summary).collect();
+    for r in alerts {
+        let counts = |a: &Aggregator| (a.stats().folded, a.stats().suppressed());
+        let before = counts(aggregate);
+        let mut passed = Vec::new();
+        aggregate.offer(r.alert, now_ns, &mut passed);
+        // Neither folded nor suppressed: the offered alert went out, after any window
+        // it had to close to make room.
+        let offered_out = before == counts(aggregate);
+        let n = passed.len();
+        for (i, alert) in passed.into_iter().enumerate() {
+            out.push(if offered_out && i + 1 == n {
+                Raised { alert, context: r.context.clone() }
+            } else {
+                summary(alert)
+            });
+        }
+    }
+    out
 }
 
 fn entry_name(e: Entry) -> String {
@@ -676,7 +688,8 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::kind_mask;
+    use super::*;
+    use boxwatch_rules::{Alert, Priority};
 
     #[test]
     fn host_event_names() {
@@ -685,5 +698,59 @@ mod tests {
         assert_eq!(kind_mask(&["setuid".into(), "exec".into()]).unwrap(), (1 << 18) | (1 << 1));
         let err = kind_mask(&["bogus".into()]).unwrap_err().to_string();
         assert!(err.contains("bogus") && err.contains("known:"), "{err}");
+    }
+
+    fn raised(rule: &str, file: &str, pid: u32) -> Raised {
+        let mut f = std::collections::BTreeMap::new();
+        f.insert("fd.name", serde_json::json!(file));
+        let alert = Alert {
+            time: format!("2026-01-01T00:00:00.{pid:09}Z"),
+            rule: rule.into(),
+            priority: Priority::Warning,
+            output: rule.into(),
+            output_fields: f,
+            tags: vec![],
+            source: "syscall",
+            hostname: "h".into(),
+        };
+        let mut event: Event = serde_json::from_str(
+            r#"{"cgroup_id": 1, "kind": "exit", "code": 0, "signal": 0, "ktime_ns": 1, "ns": {"mnt": 1, "net": 1, "pid": 1}, "process": {"cap_effective": 0, "comm": "x", "egid": 0, "euid": 0, "gid": 0, "pid": 1, "ppid": 0, "start_ns": 1, "tid": 1, "uid": 0, "vpid": 1}, "record_flags": 0}"#,
+        )
+        .expect("event");
+        event.process.pid = pid;
+        let context = AlertContext { event, container: None, lineage: Lineage::default() };
+        Raised { alert, context: Some(Arc::new(context)) }
+    }
+
+    #[test]
+    fn alerts_keep_their_context_through_folding_and_summaries_have_none() {
+        const S: u64 = 1_000_000_000;
+        let mut agg = Aggregator::new(AggregateConfig {
+            window_ns: 10 * S,
+            per_rule_per_sec: 0.0,
+            per_container_per_sec: 0.0,
+            ..AggregateConfig::default()
+        });
+        let pid = |r: &Raised| r.context.as_ref().map(|c| c.event.process.pid);
+        // The first of a kind passes with its own context; repeats fold.
+        let out = fold(&mut agg, vec![raised("a", "/x", 1), raised("a", "/x", 2), raised("b", "/y", 3)], S);
+        assert_eq!(
+            out.iter().map(|r| (r.alert.rule.as_str(), pid(r))).collect::<Vec<_>>(),
+            [("a", Some(1)), ("b", Some(3))]
+        );
+        // The window closes: the summary of "a" (no context) comes before the new alert (its context).
+        let out = fold(&mut agg, vec![raised("c", "/z", 4)], 12 * S);
+        let got: Vec<_> = out.iter().map(|r| (r.alert.rule.as_str(), pid(r))).collect();
+        assert_eq!(got, [("a", None), ("c", Some(4))]);
+        assert!(out[0].alert.output_fields.contains_key("boxwatch.aggregate.count"));
+        // Rate-limited alerts do not come out, and do not lend their context to others.
+        let mut limited = Aggregator::new(AggregateConfig {
+            window_ns: 0,
+            per_rule_per_sec: 0.5,
+            per_container_per_sec: 0.0,
+            ..AggregateConfig::default()
+        });
+        let out = fold(&mut limited, (10..14).map(|p| raised("r", "/f", p)).collect(), S);
+        assert_eq!(out.iter().map(pid).collect::<Vec<_>>(), [Some(10)]);
     }
 }
