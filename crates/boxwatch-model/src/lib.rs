@@ -9,6 +9,7 @@ pub mod container;
 pub mod containers;
 pub mod event;
 pub mod process;
+pub mod text;
 
 pub use container::{ContainerRef, Runtime};
 pub use containers::{ContainerTable, Learned};

@@ -123,10 +123,14 @@ pub struct RunArgs {
     /// busy hosts, but alerts lose the runtime-side ancestry (containerd-shim, runc).
     #[arg(long)]
     pub no_host_lineage: bool,
-    /// POST every alert (Falco JSON) to this http:// URL, e.g. falcosidekick's
+    /// POST every alert (Falco JSON) to this http:// or https:// URL, e.g. falcosidekick's
     /// `http://falcosidekick:2801/`. Retries with backoff; a full queue is counted.
     #[arg(long, env = "BOXWATCH_WEBHOOK")]
     pub webhook: Option<String>,
+    /// PEM file of CA certificates that an https:// webhook receiver's certificate may
+    /// chain to, besides the bundled Mozilla roots (a private CA).
+    #[arg(long)]
+    pub webhook_ca: Option<PathBuf>,
     /// Alerts the webhook output may queue while the receiver is slow or down.
     #[arg(long, default_value_t = 10_000)]
     pub webhook_queue: usize,
@@ -135,7 +139,7 @@ pub struct RunArgs {
     #[arg(long, env = "BOXWATCH_SYSLOG")]
     pub syslog: Option<String>,
     /// Syslog facility of alerts: local0 … local7, daemon, auth, …, or 0-23.
-    #[arg(long, default_value = "local0", value_parser = crate::syslog::parse_facility)]
+    #[arg(long, default_value = "local0", value_parser = boxwatch_outputs::syslog::parse_facility)]
     pub syslog_facility: u8,
     /// Alerts the syslog output may queue while the collector is slow or down.
     #[arg(long, default_value_t = 10_000)]

@@ -11,6 +11,8 @@ use clap::ArgMatches;
 use clap::parser::ValueSource;
 use serde::Deserialize;
 
+use boxwatch_outputs::{OutputsConfig, history, logfile, nats, stdout, syslog, webhook};
+
 use crate::cli::{OutputFormat, RunArgs, StdoutContent};
 
 /// The default location; a missing file there is fine, a missing `--config` file is not.
@@ -123,6 +125,8 @@ pub struct Metrics {
 pub struct Webhook {
     pub url: Option<String>,
     pub queue: Option<usize>,
+    /// PEM file of extra CA certificates for https:// receivers.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[syslog]`
@@ -219,7 +223,8 @@ pub fn apply(args: &mut RunArgs, m: &ArgMatches, path: &Path, f: File) -> Result
     set!("no_metrics", args.no_metrics, f.metrics.enabled.map(|b| !b));
     set!("webhook", args.webhook, f.webhook.url.map(Some));
     set!("webhook_queue", args.webhook_queue, f.webhook.queue);
-    let facility = f.syslog.facility.map(|s| crate::syslog::parse_facility(&s)).transpose();
+    set!("webhook_ca", args.webhook_ca, f.webhook.ca_file.map(Some));
+    let facility = f.syslog.facility.map(|s| boxwatch_outputs::syslog::parse_facility(&s)).transpose();
     set!("syslog", args.syslog, f.syslog.target.map(Some));
     set!(
         "syslog_facility",
@@ -245,6 +250,57 @@ pub fn apply(args: &mut RunArgs, m: &ArgMatches, path: &Path, f: File) -> Result
         );
     }
     Ok(())
+}
+
+/// Alerts the history thread may have queued before new ones are counted as lost.
+const HISTORY_QUEUE: usize = 10_000;
+
+/// The outputs' settings from the `run` options.
+pub fn outputs(args: &RunArgs) -> OutputsConfig {
+    OutputsConfig {
+        stdout: stdout::Config {
+            format: match args.output {
+                OutputFormat::Auto => stdout::Format::Auto,
+                OutputFormat::Human => stdout::Format::Human,
+                OutputFormat::Json => stdout::Format::Json,
+            },
+            content: match args.stdout {
+                StdoutContent::All => stdout::Content::All,
+                StdoutContent::Alerts => stdout::Content::Alerts,
+                StdoutContent::None => stdout::Content::None,
+            },
+        },
+        log_dir: args.log_dir.clone(),
+        logs: logfile::Config {
+            events: !args.no_event_log,
+            max_bytes: args.log_max_mb.saturating_mul(1024 * 1024),
+            max_age: (args.log_max_age_hours > 0)
+                .then(|| std::time::Duration::from_secs(args.log_max_age_hours.saturating_mul(3600))),
+            keep: args.log_keep,
+        },
+        history: args.history.as_ref().map(|p| history::Config {
+            path: p.clone(),
+            max_alerts: args.history_max_alerts,
+            max_age_secs: args.history_max_age_days.saturating_mul(86_400),
+            queue: HISTORY_QUEUE,
+        }),
+        webhook: args.webhook.as_ref().map(|url| webhook::Config {
+            url: url.clone(),
+            queue: args.webhook_queue,
+            ca_file: args.webhook_ca.clone(),
+        }),
+        syslog: args.syslog.as_ref().map(|t| syslog::Config {
+            target: t.clone(),
+            queue: args.syslog_queue,
+            facility: Some(args.syslog_facility),
+        }),
+        nats: args.nats.as_ref().map(|url| nats::Config {
+            url: url.clone(),
+            subject: args.nats_subject.clone(),
+            jetstream: args.nats_jetstream,
+            queue: args.nats_queue,
+        }),
+    }
 }
 
 #[cfg(test)]

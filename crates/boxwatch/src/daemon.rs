@@ -21,9 +21,10 @@ use boxwatch_abi::{cgroup_class, drop_cause, flags, kind};
 use boxwatch_bpf::{Monitor, MonitorConfig};
 use boxwatch_model::process::{Entry, ProcessTree};
 use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, Learned, decode};
+use boxwatch_outputs::{AlertContext, Outputs, Raised, SinkStat, StatKind};
 use boxwatch_rules::aggregate::{AggregateConfig, Aggregator};
 use boxwatch_rules::engine::{Input, RuleSet, Stateful, StatefulConfig};
-use boxwatch_rules::{Alert, Ancestor, Lineage};
+use boxwatch_rules::{Ancestor, Lineage};
 use boxwatch_runtime::EnricherConfig;
 
 use crate::cgroups;
@@ -32,7 +33,6 @@ use crate::clock::{WallClock, hostname, monotonic_ns};
 use crate::config;
 use crate::enrich::Enrichment;
 use crate::metrics::{self, Metrics};
-use crate::output::Sinks;
 use crate::procfs::{self, CgroupIds, StartClock};
 use crate::rules::RuleSources;
 
@@ -74,7 +74,8 @@ struct Processor<'m> {
     alerts_unflushed: bool,
     /// cgroup ids searched for and not found (avoid rescanning for each event).
     unresolved: HashSet<u64>,
-    sinks: Sinks,
+    /// Sinks and other alert subscribers: everything after the alert.
+    outputs: Outputs,
     enrich: Enrichment,
     rules: RuleSet,
     rule_sources: RuleSources,
@@ -98,7 +99,7 @@ impl Processor<'_> {
         }
         if let Learned::NewContainer(c) = &learned {
             self.enrich.container_seen(c);
-            self.sinks.container(wall_ns, action, c);
+            self.outputs.container(wall_ns, action, c);
         }
         learned
     }
@@ -131,7 +132,7 @@ impl Processor<'_> {
             Detail::CgroupRmdir { id, .. } => {
                 self.monitor.forget_cgroup(*id);
                 if let Some(c) = self.table.forget(*id) {
-                    self.sinks.container(wall_ns, "exited", &c);
+                    self.outputs.container(wall_ns, "exited", &c);
                     self.enrich.container_gone(&c.id);
                 }
                 return;
@@ -189,15 +190,16 @@ impl Processor<'_> {
             self.rules.evaluate(&input, &mut alerts);
             self.stateful.observe(&input, &mut alerts);
         }
-        if !alerts.is_empty() {
+        let context = (!alerts.is_empty()).then(|| {
             let lineage = self.lineage(p.pid, p.start_ns);
             for a in &mut alerts {
                 a.add_lineage(&lineage);
             }
-        }
+            Arc::new(AlertContext { event: ev.clone(), container: container.clone(), lineage })
+        });
         let (exec_id, parent_exec_id) = ids.unzip();
         let meta = container.as_ref().and_then(|c| self.enrich.metadata(&c.id));
-        self.sinks.event(
+        self.outputs.event(
             wall_ns,
             &ev,
             container.as_deref(),
@@ -208,27 +210,27 @@ impl Processor<'_> {
         let kind = ev.detail.kind() as usize % self.metrics.events.len();
         self.metrics.events[kind].fetch_add(1, Ordering::Relaxed);
         let mut ready = Vec::new();
-        for a in alerts {
-            self.enrich.complete_or_hold(a, container.as_ref().map(|c| c.id.as_str()), &mut ready);
+        for alert in alerts {
+            let r = Raised { alert, context: context.clone() };
+            self.enrich.complete_or_hold(r, container.as_ref().map(|c| c.id.as_str()), &mut ready);
         }
         self.emit(ready);
     }
 
     /// Alerts that are complete go through folding and rate limits to the outputs.
-    fn emit(&mut self, alerts: Vec<Alert>) {
-        let now = monotonic_ns();
-        let mut out = Vec::new();
-        for a in alerts {
-            self.aggregate.offer(a, now, &mut out);
+    fn emit(&mut self, alerts: Vec<Raised>) {
+        if alerts.is_empty() {
+            return;
         }
+        let out = fold(&mut self.aggregate, alerts, monotonic_ns());
         self.write_alerts(out);
     }
 
-    fn write_alerts(&mut self, alerts: Vec<Alert>) {
+    fn write_alerts(&mut self, alerts: Vec<Raised>) {
         self.alerts_unflushed |= !alerts.is_empty();
-        for a in &alerts {
-            self.sinks.alert(a);
-            self.metrics.alert(&a.rule, &format!("{:?}", a.priority));
+        for r in &alerts {
+            self.outputs.alert(&r.alert, r.context.as_deref());
+            self.metrics.alert(&r.alert.rule, &format!("{:?}", r.alert.priority));
         }
     }
 
@@ -240,7 +242,7 @@ impl Processor<'_> {
         self.emit(ready);
         let mut closed = Vec::new();
         self.aggregate.tick(monotonic_ns(), &mut closed);
-        self.write_alerts(closed);
+        self.write_alerts(closed.into_iter().map(|alert| Raised { alert, context: None }).collect());
     }
 
     /// A parent we have never seen started before us: read it (and its
@@ -277,7 +279,7 @@ impl Processor<'_> {
         for id in gone {
             self.monitor.forget_cgroup(id);
             if let Some(c) = self.table.forget(id) {
-                self.sinks.container(wall_ns, "exited", &c);
+                self.outputs.container(wall_ns, "exited", &c);
                 self.enrich.container_gone(&c.id);
             }
             self.metrics.cgroups_reconciled.fetch_add(1, Ordering::Relaxed);
@@ -330,7 +332,12 @@ impl Processor<'_> {
         m.processes_live.store(t.live as u64, Ordering::Relaxed);
         m.processes_exited.store(t.exited as u64, Ordering::Relaxed);
         m.processes_evicted.store(t.evicted_exited + t.evicted_over_cap, Ordering::Relaxed);
-        m.output_write_errors.store(self.sinks.stats.write_errors, Ordering::Relaxed);
+        let outputs = self.outputs.stats();
+        let write_errors = outputs.iter().filter(|s| s.kind == StatKind::WriteErrors).map(|s| s.value).sum();
+        m.output_write_errors.store(write_errors, Ordering::Relaxed);
+        if let Ok(mut o) = m.outputs.lock() {
+            *o = outputs;
+        }
         let agg = self.aggregate.stats();
         m.alerts_folded.store(agg.folded, Ordering::Relaxed);
         m.alert_summaries.store(agg.summaries, Ordering::Relaxed);
@@ -339,21 +346,6 @@ impl Processor<'_> {
         }
         if let Ok(mut by) = m.suppressed_containers.lock() {
             by.clone_from(&agg.suppressed_by_container);
-        }
-        if let Some(w) = &self.sinks.webhook {
-            m.webhook_sent.store(w.stats.sent.load(Ordering::Relaxed), Ordering::Relaxed);
-            m.webhook_queue_full.store(w.stats.dropped_queue_full.load(Ordering::Relaxed), Ordering::Relaxed);
-            m.webhook_failed.store(w.stats.dropped_failed.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        if let Some(w) = &self.sinks.syslog {
-            m.syslog_sent.store(w.stats.sent.load(Ordering::Relaxed), Ordering::Relaxed);
-            m.syslog_queue_full.store(w.stats.dropped_queue_full.load(Ordering::Relaxed), Ordering::Relaxed);
-            m.syslog_failed.store(w.stats.dropped_failed.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        if let Some(w) = &self.sinks.nats {
-            m.nats_sent.store(w.stats.sent.load(Ordering::Relaxed), Ordering::Relaxed);
-            m.nats_queue_full.store(w.stats.dropped_queue_full.load(Ordering::Relaxed), Ordering::Relaxed);
-            m.nats_failed.store(w.stats.dropped_failed.load(Ordering::Relaxed), Ordering::Relaxed);
         }
     }
 
@@ -380,6 +372,34 @@ impl Processor<'_> {
     }
 }
 
+/// Offer `alerts` to the aggregator at `now_ns`: what goes out, in order. An alert
+/// that passes keeps its context (event, lineage, container) for the subscribers;
+/// summaries of folded alerts carry none.
+fn fold(aggregate: &mut Aggregator, alerts: Vec<Raised>, now_ns: u64) -> Vec<Raised> {
+    let summary = |alert| Raised { alert, context: None };
+    let mut closed = Vec::new();
+    aggregate.tick(now_ns, &mut closed);
+    let mut out: Vec<Raised> = closed.into_iter().map(summary).collect();
+    for r in alerts {
+        let counts = |a: &Aggregator| (a.stats().folded, a.stats().suppressed());
+        let before = counts(aggregate);
+        let mut passed = Vec::new();
+        aggregate.offer(r.alert, now_ns, &mut passed);
+        // Neither folded nor suppressed: the offered alert went out, after any window
+        // it had to close to make room.
+        let offered_out = before == counts(aggregate);
+        let n = passed.len();
+        for (i, alert) in passed.into_iter().enumerate() {
+            out.push(if offered_out && i + 1 == n {
+                Raised { alert, context: r.context.clone() }
+            } else {
+                summary(alert)
+            });
+        }
+    }
+    out
+}
+
 fn entry_name(e: Entry) -> String {
     match e {
         Entry::ContainerInit => "container_init".to_string(),
@@ -404,22 +424,19 @@ fn stats_line(monitor: &Monitor, m: &Metrics) -> String {
         s.push_str(&format!(" {}={n}", drop_cause::NAMES[i]));
     }
     s.push_str(&format!(
-        " userspace_queue_full={} decode_errors={} output_write_errors={} filter_map_errors={} \
-         webhook_queue_full={} webhook_failed={} webhook_sent={} syslog_queue_full={} syslog_failed={} \
-         syslog_sent={} nats_queue_full={} nats_failed={} nats_sent={} alerts_folded={} alerts_rate_limited={}",
+        " userspace_queue_full={} decode_errors={} output_write_errors={} filter_map_errors={}",
         m.queue_full.load(Ordering::Relaxed),
         m.decode_errors.load(Ordering::Relaxed),
         m.output_write_errors.load(Ordering::Relaxed),
         m.filter_map_errors.load(Ordering::Relaxed),
-        m.webhook_queue_full.load(Ordering::Relaxed),
-        m.webhook_failed.load(Ordering::Relaxed),
-        m.webhook_sent.load(Ordering::Relaxed),
-        m.syslog_queue_full.load(Ordering::Relaxed),
-        m.syslog_failed.load(Ordering::Relaxed),
-        m.syslog_sent.load(Ordering::Relaxed),
-        m.nats_queue_full.load(Ordering::Relaxed),
-        m.nats_failed.load(Ordering::Relaxed),
-        m.nats_sent.load(Ordering::Relaxed),
+    ));
+    // Every output's counters, as it reports them (write errors are in output_write_errors).
+    let outputs: Vec<SinkStat> = m.outputs.lock().map(|o| o.clone()).unwrap_or_default();
+    for st in outputs.iter().filter(|s| s.kind != StatKind::WriteErrors) {
+        s.push_str(&format!(" {}={}", st.key(), st.value));
+    }
+    s.push_str(&format!(
+        " alerts_folded={} alerts_rate_limited={}",
         m.alerts_folded.load(Ordering::Relaxed),
         m.suppressed.lock().map(|s| s.values().sum::<u64>()).unwrap_or(0),
     ));
@@ -454,7 +471,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         ..MonitorConfig::default()
     };
     let cgroup_root = cgroups::cgroup2_root()?;
-    let sinks = Sinks::open(&args)?;
+    let outputs = boxwatch_outputs::open(&config::outputs(&args))?;
     let t0 = Instant::now();
     eprintln!("boxwatch: loading and attaching the BPF programs…");
     let monitor = Monitor::load(&cfg).context("load the BPF monitor (try `boxwatch check`)")?;
@@ -486,7 +503,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         last_evict_ns: 0,
         alerts_unflushed: false,
         unresolved: HashSet::new(),
-        sinks,
+        outputs,
         rules,
         rule_sources,
         reload_cfg,
@@ -524,7 +541,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
     let seeds = procfs::scan(&cgroup_root, &|cg| table.lookup(cg).flatten().map(|c| c.id.clone()));
     let seeded = seeds.len();
     p.tree.seed(seeds);
-    p.sinks.flush();
+    p.outputs.flush();
 
     let cov = monitor.coverage();
     let degraded: Vec<&str> = cov.degraded().map(|h| h.program.as_str()).collect();
@@ -547,7 +564,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         p.table.containers().count(),
         p.table.cgroup_count(),
         args.log_dir.display(),
-        p.sinks.describe(),
+        p.outputs.describe(),
         listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
@@ -599,6 +616,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         let mut last_flush = Instant::now();
         let mut last_stats = Instant::now();
         let mut last_reconcile = Instant::now();
+        let mut last_published = Instant::now();
         loop {
             // An alert goes out as soon as the queue runs dry (events alone wait for the
             // `latency` timer: one write per event would cost more than it buys).
@@ -606,7 +624,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
                 match rx.try_recv() {
                     Ok(ev) => Ok(ev),
                     Err(TryRecvError::Empty) => {
-                        p.sinks.flush();
+                        p.outputs.flush();
                         p.alerts_unflushed = false;
                         rx.recv_timeout(latency)
                     }
@@ -620,14 +638,19 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
                     p.handle(ev);
                     if last_flush.elapsed() >= latency {
                         p.poll_enrichment();
-                        p.sinks.flush();
+                        p.outputs.flush();
                         last_flush = Instant::now();
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     p.poll_enrichment();
-                    p.sinks.flush();
+                    p.outputs.flush();
                     last_flush = Instant::now();
+                    // Idle: output counters still move (deliveries finish in the background).
+                    if last_published.elapsed() >= Duration::from_secs(1) {
+                        p.publish_gauges();
+                        last_published = Instant::now();
+                    }
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -652,18 +675,9 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         p.emit(held);
         let mut closed = Vec::new();
         p.aggregate.flush(&mut closed);
-        p.write_alerts(closed);
-        p.sinks.sync();
-        p.sinks.flush();
-        if let Some(w) = p.sinks.webhook.as_mut() {
-            w.finish(Duration::from_secs(10));
-        }
-        if let Some(s) = p.sinks.syslog.as_mut() {
-            s.finish(Duration::from_secs(10));
-        }
-        if let Some(n) = p.sinks.nats.as_mut() {
-            n.finish(Duration::from_secs(10));
-        }
+        p.write_alerts(closed.into_iter().map(|alert| Raised { alert, context: None }).collect());
+        // Log files flushed and fsync'd; queued deliveries get 10 s each.
+        p.outputs.close(Duration::from_secs(10));
         p.publish_gauges();
         done.store(true, Ordering::Relaxed);
         reader.join().map_err(|_| anyhow::anyhow!("ring-buffer reader thread panicked"))??;
@@ -675,7 +689,8 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::kind_mask;
+    use super::*;
+    use boxwatch_rules::{Alert, Priority};
 
     #[test]
     fn host_event_names() {
@@ -684,5 +699,59 @@ mod tests {
         assert_eq!(kind_mask(&["setuid".into(), "exec".into()]).unwrap(), (1 << 18) | (1 << 1));
         let err = kind_mask(&["bogus".into()]).unwrap_err().to_string();
         assert!(err.contains("bogus") && err.contains("known:"), "{err}");
+    }
+
+    fn raised(rule: &str, file: &str, pid: u32) -> Raised {
+        let mut f = std::collections::BTreeMap::new();
+        f.insert("fd.name", serde_json::json!(file));
+        let alert = Alert {
+            time: format!("2026-01-01T00:00:00.{pid:09}Z"),
+            rule: rule.into(),
+            priority: Priority::Warning,
+            output: rule.into(),
+            output_fields: f,
+            tags: vec![],
+            source: "syscall",
+            hostname: "h".into(),
+        };
+        let mut event: Event = serde_json::from_str(
+            r#"{"cgroup_id": 1, "kind": "exit", "code": 0, "signal": 0, "ktime_ns": 1, "ns": {"mnt": 1, "net": 1, "pid": 1}, "process": {"cap_effective": 0, "comm": "x", "egid": 0, "euid": 0, "gid": 0, "pid": 1, "ppid": 0, "start_ns": 1, "tid": 1, "uid": 0, "vpid": 1}, "record_flags": 0}"#,
+        )
+        .expect("event");
+        event.process.pid = pid;
+        let context = AlertContext { event, container: None, lineage: Lineage::default() };
+        Raised { alert, context: Some(Arc::new(context)) }
+    }
+
+    #[test]
+    fn alerts_keep_their_context_through_folding_and_summaries_have_none() {
+        const S: u64 = 1_000_000_000;
+        let mut agg = Aggregator::new(AggregateConfig {
+            window_ns: 10 * S,
+            per_rule_per_sec: 0.0,
+            per_container_per_sec: 0.0,
+            ..AggregateConfig::default()
+        });
+        let pid = |r: &Raised| r.context.as_ref().map(|c| c.event.process.pid);
+        // The first of a kind passes with its own context; repeats fold.
+        let out = fold(&mut agg, vec![raised("a", "/x", 1), raised("a", "/x", 2), raised("b", "/y", 3)], S);
+        assert_eq!(
+            out.iter().map(|r| (r.alert.rule.as_str(), pid(r))).collect::<Vec<_>>(),
+            [("a", Some(1)), ("b", Some(3))]
+        );
+        // The window closes: the summary of "a" (no context) comes before the new alert (its context).
+        let out = fold(&mut agg, vec![raised("c", "/z", 4)], 12 * S);
+        let got: Vec<_> = out.iter().map(|r| (r.alert.rule.as_str(), pid(r))).collect();
+        assert_eq!(got, [("a", None), ("c", Some(4))]);
+        assert!(out[0].alert.output_fields.contains_key("boxwatch.aggregate.count"));
+        // Rate-limited alerts do not come out, and do not lend their context to others.
+        let mut limited = Aggregator::new(AggregateConfig {
+            window_ns: 0,
+            per_rule_per_sec: 0.5,
+            per_container_per_sec: 0.0,
+            ..AggregateConfig::default()
+        });
+        let out = fold(&mut limited, (10..14).map(|p| raised("r", "/f", p)).collect(), S);
+        assert_eq!(out.iter().map(pid).collect::<Vec<_>>(), [Some(10)]);
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use boxwatch_model::ContainerRef;
-use boxwatch_rules::Alert;
+use boxwatch_outputs::Raised;
 use boxwatch_runtime::{Enricher, EnricherConfig, Metadata};
 use serde_json::json;
 
@@ -28,7 +28,7 @@ enum State {
 #[derive(Debug)]
 struct Held {
     container_id: String,
-    alert: Alert,
+    alert: Raised,
     since: Instant,
 }
 
@@ -89,7 +89,7 @@ impl Enrichment {
     }
 
     /// Complete `alert` now, or hold it until its container's lookup ends.
-    pub fn complete_or_hold(&mut self, mut alert: Alert, container_id: Option<&str>, out: &mut Vec<Alert>) {
+    pub fn complete_or_hold(&mut self, mut alert: Raised, container_id: Option<&str>, out: &mut Vec<Raised>) {
         let Some(id) = container_id else {
             out.push(alert);
             return;
@@ -118,7 +118,7 @@ impl Enrichment {
     }
 
     /// Take finished lookups, and release held alerts that are complete or waited too long.
-    pub fn poll(&mut self, out: &mut Vec<Alert>) {
+    pub fn poll(&mut self, out: &mut Vec<Raised>) {
         if let Some(e) = &self.enricher {
             for (id, result) in e.try_results() {
                 let s = match result {
@@ -154,7 +154,7 @@ impl Enrichment {
     }
 
     /// Shutdown: release everything held, marked as such.
-    pub fn drain(&mut self, out: &mut Vec<Alert>) {
+    pub fn drain(&mut self, out: &mut Vec<Raised>) {
         self.poll(out);
         for mut h in self.held.drain(..) {
             mark(&mut h.alert, "pending: boxwatch stopped before the runtime answered");
@@ -163,13 +163,13 @@ impl Enrichment {
     }
 }
 
-fn mark(a: &mut Alert, status: &str) {
-    a.output_fields.insert("boxwatch.container.metadata", json!(status));
+fn mark(r: &mut Raised, status: &str) {
+    r.alert.output_fields.insert("boxwatch.container.metadata", json!(status));
 }
 
 /// Falco's container and k8s fields from runtime metadata.
-fn fill(a: &mut Alert, m: &Metadata) {
-    let f = &mut a.output_fields;
+fn fill(r: &mut Raised, m: &Metadata) {
+    let f = &mut r.alert.output_fields;
     f.insert("boxwatch.container.metadata", json!(format!("complete ({})", m.source)));
     f.insert("container.name", json!(m.name));
     if let Some(image) = &m.image {

@@ -8,17 +8,10 @@ mod clock;
 mod config;
 mod daemon;
 mod enrich;
-mod history;
-mod logfile;
 mod metrics;
-mod nats;
-mod outbox;
-mod output;
 mod procfs;
 mod ps;
 mod rules;
-mod syslog;
-mod webhook;
 
 use std::process::ExitCode;
 
@@ -74,8 +67,11 @@ fn main() -> ExitCode {
             Ok(if check::run(cli.verbose, a.btf) { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Ps(args) => ps::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Alerts(a) => history::print(&a.db, a.since.as_deref(), a.container, a.rule, a.limit, a.json)
-            .map(|()| ExitCode::SUCCESS),
+        Command::Alerts(a) => {
+            boxwatch_outputs::history::print(&a.db, a.since.as_deref(), a.container, a.rule, a.limit, a.json)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
+        }
         Command::Rules(args) => rules::run(args),
     };
     match result {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use boxwatch_abi::{drop_cause, kind};
 use boxwatch_bpf::Monitor;
+use boxwatch_outputs::{SinkStat, StatKind};
 
 /// Everything the daemon counts. Updated with relaxed atomics on the hot path.
 #[derive(Debug, Default)]
@@ -34,21 +35,14 @@ pub struct Metrics {
     pub processes_live: AtomicU64,
     pub processes_exited: AtomicU64,
     pub processes_evicted: AtomicU64,
-    pub webhook_sent: AtomicU64,
     /// Alerts folded into an aggregation window, and summaries emitted.
     pub alerts_folded: AtomicU64,
     pub alert_summaries: AtomicU64,
     /// Alerts suppressed by rate limits, by rule and by container.
     pub suppressed: Mutex<BTreeMap<String, u64>>,
     pub suppressed_containers: Mutex<BTreeMap<String, u64>>,
-    pub webhook_queue_full: AtomicU64,
-    pub webhook_failed: AtomicU64,
-    pub syslog_sent: AtomicU64,
-    pub syslog_queue_full: AtomicU64,
-    pub syslog_failed: AtomicU64,
-    pub nats_sent: AtomicU64,
-    pub nats_queue_full: AtomicU64,
-    pub nats_failed: AtomicU64,
+    /// Every output's counters, as the outputs report them (copied by the processor).
+    pub outputs: Mutex<Vec<SinkStat>>,
 }
 
 impl Metrics {
@@ -121,15 +115,10 @@ pub fn render(m: &Metrics, monitor: &Monitor) -> String {
         ("userspace_queue_full", &m.queue_full),
         ("decode_errors", &m.decode_errors),
         ("output_write_errors", &m.output_write_errors),
-        ("webhook_queue_full", &m.webhook_queue_full),
-        ("webhook_failed", &m.webhook_failed),
-        ("syslog_queue_full", &m.syslog_queue_full),
-        ("syslog_failed", &m.syslog_failed),
-        ("nats_queue_full", &m.nats_queue_full),
-        ("nats_failed", &m.nats_failed),
     ] {
         let _ = writeln!(s, "boxwatch_drops_total{{cause=\"{cause}\"}} {}", c.load(Ordering::Relaxed));
     }
+    render_outputs(&mut s, &m.outputs.lock().map(|o| o.clone()).unwrap_or_default());
     g(
         &mut s,
         "boxwatch_filter_map_errors_total",
@@ -183,6 +172,43 @@ pub fn render(m: &Metrics, monitor: &Monitor) -> String {
     );
     let _ = writeln!(s, "process_resident_memory_bytes {rss}");
     s
+}
+
+/// Every output's counters, by what they measure (see [`StatKind`]).
+fn render_outputs(s: &mut String, stats: &[SinkStat]) {
+    let families: [(StatKind, &str, &str, &str); 5] = [
+        (StatKind::Delivered, "boxwatch_alerts_delivered_total", "Alerts an output delivered.", ""),
+        (
+            StatKind::DeliveryFailure,
+            "boxwatch_alert_delivery_failures_total",
+            "Alerts an output lost, by cause (queue_full, failed); they are in alerts.jsonl.",
+            "cause",
+        ),
+        (StatKind::Retries, "boxwatch_output_retries_total", "Deliveries an output attempted again.", ""),
+        (StatKind::Reconnects, "boxwatch_output_reconnects_total", "Connections an output opened again.", ""),
+        (
+            StatKind::WriteErrors,
+            "boxwatch_output_write_errors_total",
+            "Lines an output could not write (summed in boxwatch_drops_total{cause=\"output_write_errors\"}).",
+            "",
+        ),
+    ];
+    for (kind, name, help, extra) in families {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+        for st in stats.iter().filter(|st| st.kind == kind) {
+            let _ = if extra.is_empty() {
+                writeln!(s, "{name}{{output=\"{}\"}} {}", label(st.output), st.value)
+            } else {
+                writeln!(
+                    s,
+                    "{name}{{output=\"{}\",{extra}=\"{}\"}} {}",
+                    label(st.output),
+                    label(st.name),
+                    st.value
+                )
+            };
+        }
+    }
 }
 
 fn respond(mut conn: TcpStream, m: &Metrics, monitor: &Monitor) -> std::io::Result<()> {

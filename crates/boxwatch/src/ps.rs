@@ -8,6 +8,7 @@ use std::io::Write;
 use anyhow::Result;
 use boxwatch_model::ContainerTable;
 use boxwatch_model::process::ProcessTree;
+use boxwatch_model::text::escaped;
 
 use crate::cgroups;
 use crate::cli::PsArgs;
@@ -36,10 +37,10 @@ pub fn run(args: PsArgs) -> Result<()> {
         writeln!(
             out,
             "container {} runtime={}{} cgroup={}",
-            c.short_id(),
+            escaped(c.short_id()),
             c.runtime,
-            c.pod_uid.as_deref().map(|u| format!(" pod={u}")).unwrap_or_default(),
-            c.cgroup_root
+            c.pod_uid.as_deref().map(|u| format!(" pod={}", escaped(u))).unwrap_or_default(),
+            escaped(&c.cgroup_root)
         )?;
         let tree_text = tree.render_container(&c.id);
         if tree_text.is_empty() {

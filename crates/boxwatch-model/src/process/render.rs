@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::{Entry, MAX_DEPTH, ProcKey, ProcNode, ProcessTree};
+use crate::text::push_quoted;
 
 impl ProcessTree {
     /// The live processes of a container as an indented tree, one `pid comm exe argv` line
@@ -63,15 +64,15 @@ fn render_line(out: &mut String, n: &ProcNode, depth: usize, cid: &str) {
         out.push_str("  "); // capped: a deliberately deep chain must not blow up the output
     }
     let _ = write!(out, "{} ", n.key.pid);
-    push_escaped(out, &n.comm);
+    push_quoted(out, &n.comm);
     out.push(' ');
     match &n.exe {
-        Some(e) => push_escaped(out, e),
+        Some(e) => push_quoted(out, e),
         None => out.push('-'),
     }
     for a in n.argv.iter() {
         out.push(' ');
-        push_escaped(out, a);
+        push_quoted(out, a);
     }
     match (n.container(), n.entry) {
         (Some(c), Some(Entry::ContainerInit)) if c == cid => out.push_str("  [init]"),
@@ -81,7 +82,7 @@ fn render_line(out: &mut String, n: &ProcNode, depth: usize, cid: &str) {
         (Some(c), _) if c == cid => {}
         (Some(c), _) => {
             out.push_str("  [container ");
-            push_escaped(out, &c.chars().take(12).collect::<String>());
+            push_quoted(out, &c.chars().take(12).collect::<String>());
             out.push(']');
         }
         (None, _) => out.push_str("  [host]"),
@@ -90,39 +91,4 @@ fn render_line(out: &mut String, n: &ProcNode, depth: usize, cid: &str) {
         out.push_str(" [exited]");
     }
     out.push('\n');
-}
-
-/// Shell-like quoting for display; control and bidi-override characters become escapes.
-fn push_escaped(out: &mut String, s: &str) {
-    let quote = s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"');
-    if quote {
-        out.push('\'');
-    }
-    for c in s.chars() {
-        match c {
-            '\'' if quote => out.push_str("'\\''"),
-            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    if quote {
-        out.push('\'');
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::push_escaped;
-
-    #[test]
-    fn escaping_neutralises_terminal_tricks() {
-        let mut s = String::new();
-        push_escaped(&mut s, "a\x1b[31mb\n\u{202e}");
-        assert_eq!(s, "'a\\u{1b}[31mb\\u{a}\\u{202e}'");
-        s.clear();
-        push_escaped(&mut s, "it's");
-        assert_eq!(s, "'it'\\''s'");
-    }
 }

@@ -7,6 +7,7 @@ mod support;
 
 mod benign;
 mod enrichment;
+mod escaping;
 mod events;
 mod filtering;
 mod harness_smoke;

@@ -1,17 +1,8 @@
 //! The syslog and NATS outputs against real servers from Debian: a private
 //! rsyslogd (UDP, TCP and a unix datagram socket, writing the raw and the
 //! parsed message to files) and a private nats-server with JetStream. The
-//! modules are compiled into this test crate from the daemon's sources and
-//! driven at the library level. Everything listens on 127.0.0.1 only.
-
-#[allow(dead_code)]
-#[path = "../../src/nats.rs"]
-mod nats;
-#[path = "../../src/outbox.rs"]
-mod outbox;
-#[allow(dead_code)]
-#[path = "../../src/syslog.rs"]
-mod syslog;
+//! outputs are driven through `boxwatch-outputs`' public API. Everything listens
+//! on 127.0.0.1 only.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use boxwatch_outputs::{nats, syslog};
 use boxwatch_rules::{Alert, Priority};
 use serde_json::{Value, json};
 
@@ -253,9 +245,14 @@ fn syslog_udp_delivers_every_alert() {
     let r = Rsyslog::start();
     let token = random_hex(6);
     let want = alerts(&token, 100);
-    let s = syslog::Syslog::start(&format!("udp://127.0.0.1:{}", r.udp), 1000, None).unwrap();
+    let s = syslog::Syslog::start(&syslog::Config {
+        target: format!("udp://127.0.0.1:{}", r.udp),
+        queue: 1000,
+        facility: None,
+    })
+    .unwrap();
     for a in &want {
-        s.send(a);
+        s.send(a, &serde_json::to_string(a).unwrap());
     }
     r.assert_received(&token, &want, syslog::LOCAL0);
     let s = finish_syslog(s);
@@ -269,9 +266,14 @@ fn syslog_tcp_octet_counting_survives_a_collector_restart() {
     let token = random_hex(6);
     let want = alerts(&token, 60);
     let daemon = syslog::parse_facility("daemon").unwrap();
-    let s = syslog::Syslog::start(&format!("tcp://127.0.0.1:{}", r.tcp), 1000, Some(daemon)).unwrap();
+    let s = syslog::Syslog::start(&syslog::Config {
+        target: format!("tcp://127.0.0.1:{}", r.tcp),
+        queue: 1000,
+        facility: Some(daemon),
+    })
+    .unwrap();
     for a in &want[..30] {
-        s.send(a);
+        s.send(a, &serde_json::to_string(a).unwrap());
     }
     wait_until("30 written", T, || r.lines("parsed.log", &token).len() == 30);
     // A graceful restart closes the connection: the next alert must notice
@@ -279,7 +281,7 @@ fn syslog_tcp_octet_counting_survives_a_collector_restart() {
     r.stop();
     r.spawn();
     for a in &want[30..] {
-        s.send(a);
+        s.send(a, &serde_json::to_string(a).unwrap());
     }
     r.assert_received(&token, &want, daemon);
     let s = finish_syslog(s);
@@ -295,13 +297,14 @@ fn syslog_unix_datagram_delivers_and_counts_queue_overflow() {
     // what was held and queued arrives.
     let dir = temp_dir("rsyslog");
     let sock = format!("unix://{}/log.sock", dir.display());
-    let early = syslog::Syslog::start(&sock, 5, None).unwrap();
+    let early =
+        syslog::Syslog::start(&syslog::Config { target: sock.clone(), queue: 5, facility: None }).unwrap();
     let token = random_hex(6);
     let first = alerts(&token, 50);
-    early.send(&first[0]);
+    early.send(&first[0], &serde_json::to_string(&first[0]).unwrap());
     std::thread::sleep(Duration::from_millis(300)); // the worker holds it, retrying
     for a in &first[1..] {
-        early.send(a);
+        early.send(a, &serde_json::to_string(a).unwrap());
     }
     assert_eq!(early.stats.dropped_queue_full.load(Relaxed), 44, "{:?}", early.stats);
     assert_eq!(early.stats.sent.load(Relaxed), 0);
@@ -313,11 +316,16 @@ fn syslog_unix_datagram_delivers_and_counts_queue_overflow() {
     assert_eq!(early.stats.dropped_failed.load(Relaxed), 0);
 
     let local7 = syslog::parse_facility("local7").unwrap();
-    let s = syslog::Syslog::start(&format!("unix://{}", r.sock.display()), 1000, Some(local7)).unwrap();
+    let s = syslog::Syslog::start(&syslog::Config {
+        target: format!("unix://{}", r.sock.display()),
+        queue: 1000,
+        facility: Some(local7),
+    })
+    .unwrap();
     let token = random_hex(6);
     let want = alerts(&token, 100);
     for a in &want {
-        s.send(a);
+        s.send(a, &serde_json::to_string(a).unwrap());
     }
     r.assert_received(&token, &want, local7);
     let s = finish_syslog(s);
@@ -464,7 +472,13 @@ fn nats_core_publish_reaches_subscribers() {
     sub.w.write_all(b"SUB boxwatch.core 1\r\nPING\r\n").unwrap();
     assert_eq!(sub.line(), "PONG");
     let want = alert_jsons(100);
-    let n = nats::Nats::start(&srv.url(), "boxwatch.core", false, 1000).unwrap();
+    let n = nats::Nats::start(&nats::Config {
+        url: srv.url(),
+        subject: "boxwatch.core".into(),
+        jetstream: false,
+        queue: 1000,
+    })
+    .unwrap();
     for j in &want {
         n.send(j);
     }
@@ -485,7 +499,13 @@ fn nats_jetstream_stores_exactly_what_was_sent() {
     sub.w.write_all(b"SUB boxwatch.alerts 1\r\nPING\r\n").unwrap();
     assert_eq!(sub.line(), "PONG");
     let want = alert_jsons(200);
-    let n = nats::Nats::start(&srv.url(), "boxwatch.alerts", true, 1000).unwrap();
+    let n = nats::Nats::start(&nats::Config {
+        url: srv.url(),
+        subject: "boxwatch.alerts".into(),
+        jetstream: true,
+        queue: 1000,
+    })
+    .unwrap();
     for j in &want {
         n.send(j);
     }
@@ -497,7 +517,13 @@ fn nats_jetstream_stores_exactly_what_was_sent() {
         assert_eq!(String::from_utf8(payload).unwrap(), *j, "message {i}");
     }
     // A subject no stream captures: 503 from the server, retried, then dropped.
-    let lost = nats::Nats::start(&srv.url(), "boxwatch.nowhere", true, 10).unwrap();
+    let lost = nats::Nats::start(&nats::Config {
+        url: srv.url(),
+        subject: "boxwatch.nowhere".into(),
+        jetstream: true,
+        queue: 10,
+    })
+    .unwrap();
     lost.send(&want[0]);
     wait_until("the alert to be given up", T, || lost.stats.dropped_failed.load(Relaxed) == 1);
     assert_eq!((lost.stats.sent.load(Relaxed), lost.stats.retries.load(Relaxed)), (0, 8));
@@ -509,7 +535,13 @@ fn nats_jetstream_stores_exactly_what_was_sent() {
 fn nats_jetstream_survives_a_server_kill() {
     let mut srv = NatsServer::start();
     let want = alert_jsons(200);
-    let n = nats::Nats::start(&srv.url(), "boxwatch.alerts", true, 1000).unwrap();
+    let n = nats::Nats::start(&nats::Config {
+        url: srv.url(),
+        subject: "boxwatch.alerts".into(),
+        jetstream: true,
+        queue: 1000,
+    })
+    .unwrap();
     for (i, j) in want.iter().enumerate() {
         n.send(j);
         std::thread::sleep(Duration::from_millis(5));
@@ -538,7 +570,13 @@ fn nats_queue_overflow_is_counted() {
     // A stopped server accepts the TCP connection but never says INFO.
     signal(srv.child.as_ref().unwrap(), libc::SIGSTOP);
     let want = alert_jsons(50);
-    let n = nats::Nats::start(&srv.url(), "boxwatch.alerts", true, 5).unwrap();
+    let n = nats::Nats::start(&nats::Config {
+        url: srv.url(),
+        subject: "boxwatch.alerts".into(),
+        jetstream: true,
+        queue: 5,
+    })
+    .unwrap();
     n.send(&want[0]);
     std::thread::sleep(Duration::from_millis(300)); // the worker holds it, connecting
     for j in &want[1..] {
@@ -551,8 +589,6 @@ fn nats_queue_overflow_is_counted() {
     let n = finish_nats(n);
     assert_eq!(n.stats.dropped_failed.load(Relaxed), 0, "{:?}", n.stats);
 }
-// Append to crates/boxwatch/tests/privileged/outputs.rs once /tmp/outputs-wiring.patch is applied.
-
 #[test]
 fn the_daemon_sends_alerts_to_syslog_and_jetstream() {
     use crate::support::{Containerd, Daemon, docker_cgroup, random_container_id};

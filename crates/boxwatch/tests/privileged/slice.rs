@@ -55,6 +55,28 @@ fn shadow_read_and_etc_write_in_container_raise_alerts() {
         assert_eq!(value(&format!("boxwatch_drops_total{{cause=\"{cause}\"}}")), 0.0, "{cause}");
     }
     assert!(value("process_resident_memory_bytes") > 1e6);
+    // Every series family exported before the outputs moved to their crate is still there.
+    for name in [
+        "boxwatch_events_total",
+        "boxwatch_kernel_events_total",
+        "boxwatch_alerts_total",
+        "boxwatch_drops_total",
+        "boxwatch_filter_map_errors_total",
+        "boxwatch_cgroups_reconciled_total",
+        "boxwatch_received_total",
+        "boxwatch_ringbuf_bytes",
+        "boxwatch_containers",
+        "boxwatch_cgroups",
+        "boxwatch_processes_live",
+        "boxwatch_processes_exited",
+        "boxwatch_processes_evicted_total",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(m.contains(&format!("\n# TYPE {name} ")), "{name} missing from /metrics:\n{m}");
+    }
+    assert_eq!(value(r#"boxwatch_drops_total{cause="output_write_errors"}"#), 0.0);
+    assert_eq!(value(r#"boxwatch_output_write_errors_total{output="logfiles"}"#), 0.0);
     let stats = d.stop();
     assert!(stats.contains("kernel_ringbuf_full=0") && stats.contains("userspace_queue_full=0"), "{stats}");
 }

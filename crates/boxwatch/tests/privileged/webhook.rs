@@ -196,6 +196,32 @@ fn a_dead_receiver_loses_nothing_that_fits_the_queue_and_counts_the_rest() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Lost alerts are counted as the webhook's delivery failures, not as lost events.
+    let t0 = std::time::Instant::now();
+    let metric = |m: &str, series: &str| -> Option<f64> {
+        m.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
+    loop {
+        let m = d.http_get("/metrics");
+        let full =
+            metric(&m, r#"boxwatch_alert_delivery_failures_total{output="webhook",cause="queue_full"} "#);
+        let sent = metric(&m, r#"boxwatch_alerts_delivered_total{output="webhook"} "#);
+        if full >= Some(1.0) && sent >= Some(6.0) {
+            assert!(
+                metric(&m, r#"boxwatch_alert_delivery_failures_total{output="webhook",cause="failed"} "#)
+                    .is_some()
+            );
+            assert!(metric(&m, r#"boxwatch_output_retries_total{output="webhook"} "#) >= Some(1.0), "{m}");
+            assert!(
+                !m.contains("boxwatch_drops_total{cause=\"webhook"),
+                "alert losses are not event drops:\n{m}"
+            );
+            assert_eq!(metric(&m, r#"boxwatch_drops_total{cause="output_write_errors"} "#), Some(0.0));
+            break;
+        }
+        assert!(t0.elapsed() < T, "delivery counters not in /metrics:\n{m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Stopping drains the webhook queue; afterwards every alert the daemon wrote (from any
     // container: other tests run in parallel) was either received or counted as dropped.
     let stats = d.stop();

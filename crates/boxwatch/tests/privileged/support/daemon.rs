@@ -13,6 +13,8 @@ use serde_json::Value;
 pub struct Daemon {
     child: Option<Child>,
     lines: Arc<Mutex<Vec<Value>>>,
+    /// Every stdout line as printed (human output is not JSON).
+    raw: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
     pub log_dir: PathBuf,
 }
@@ -20,6 +22,18 @@ pub struct Daemon {
 impl Daemon {
     /// Start `boxwatch run --output json` with `extra` args; returns once it printed "ready".
     pub fn start(extra: &[&str]) -> Daemon {
+        Daemon::spawn(extra, true)
+    }
+
+    /// Start `boxwatch run --output human` with `extra` args: stdout lines are kept as
+    /// printed ([`Daemon::raw_lines`]), not parsed.
+    pub fn start_human(extra: &[&str]) -> Daemon {
+        let mut args = vec!["--output", "human"];
+        args.extend_from_slice(extra);
+        Daemon::spawn(&args, false)
+    }
+
+    fn spawn(extra: &[&str], json: bool) -> Daemon {
         assert!(
             // SAFETY: geteuid has no preconditions.
             unsafe { libc::geteuid() } == 0,
@@ -47,14 +61,18 @@ impl Daemon {
             .spawn()
             .expect("spawn boxwatch run");
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let raw = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().expect("stdout");
-        let l2 = Arc::clone(&lines);
+        let (l2, r2) = (Arc::clone(&lines), Arc::clone(&raw));
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("boxwatch printed a line that is not JSON ({e}): {line}"));
-                l2.lock().unwrap().push(v);
+                if json {
+                    let v: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("boxwatch printed a line that is not JSON ({e}): {line}"));
+                    l2.lock().unwrap().push(v);
+                }
+                r2.lock().unwrap().push(line);
             }
         });
         let err = child.stderr.take().expect("stderr");
@@ -64,7 +82,7 @@ impl Daemon {
                 e2.lock().unwrap().push(line);
             }
         });
-        let mut d = Daemon { child: Some(child), lines, stderr, log_dir };
+        let mut d = Daemon { child: Some(child), lines, raw, stderr, log_dir };
         let t0 = Instant::now();
         while !d.stderr_text().contains("boxwatch: ready") {
             if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -105,6 +123,11 @@ impl Daemon {
 
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Every stdout line so far, as printed.
+    pub fn raw_lines(&self) -> Vec<String> {
+        self.raw.lock().unwrap().clone()
     }
 
     /// All JSON lines so far.

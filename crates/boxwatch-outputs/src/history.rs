@@ -2,13 +2,30 @@
 //! (`boxwatch run --history PATH`) with bounded retention, so `boxwatch alerts`
 //! can answer "what happened in this container in the last hour" without
 //! grepping alerts.jsonl. The stored JSON is exactly the alerts.jsonl line.
+//!
+//! [`HistorySink`] is the output: the processor hands each alert's row to a bounded
+//! [`Outbox`]; the history's own thread inserts them and commits whenever its queue
+//! runs dry (one transaction per burst), so SQLite never runs on the processor
+//! thread. [`query`], [`query_lines`], [`render_human`] and [`print`] are the read
+//! side: `boxwatch alerts` and the web API call them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use boxwatch_model::text::push_escaped;
 use boxwatch_rules::Alert;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::error::{Ctx, Error, Result};
+use crate::outbox::{DeliveryStats, Outbox};
+use crate::{AlertOut, AlertSubscriber, Sink, SinkStat};
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(Error::Invalid(format!($($t)*))) };
+}
 
 /// Retention runs at most this often unless asked with [`History::apply_retention`].
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -63,22 +80,22 @@ impl History {
     pub fn open(path: &Path, max_alerts: u64, max_age_secs: u64) -> Result<History> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
-                .with_context(|| format!("create directory of alert history {}", dir.display()))?;
+                .ctx(|| format!("create directory of alert history {}", dir.display()))?;
         }
         let ctx = || format!("open alert history {}", path.display());
-        let conn = Connection::open(path).with_context(ctx)?;
-        // Never stall the output thread for long on a locked database (a reader's checkpoint).
-        conn.busy_timeout(Duration::from_millis(200)).with_context(ctx)?;
+        let conn = Connection::open(path).ctx(ctx)?;
+        // Never stall the history thread for long on a locked database (a reader's checkpoint).
+        conn.busy_timeout(Duration::from_millis(200)).ctx(ctx)?;
         // The first statement that reads the file: a non-database file fails here.
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .with_context(|| format!("{} is not a usable SQLite database", path.display()))?;
+            .ctx(|| format!("{} is not a usable SQLite database", path.display()))?;
         if !mode.eq_ignore_ascii_case("wal") {
             bail!("alert history {}: cannot enable WAL mode (journal_mode={mode})", path.display());
         }
         conn.execute_batch("PRAGMA synchronous=NORMAL;")
             .and_then(|()| conn.execute_batch(SCHEMA))
-            .with_context(|| format!("create schema of alert history {}", path.display()))?;
+            .ctx(|| format!("create schema of alert history {}", path.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -98,26 +115,19 @@ impl History {
     /// Add one alert. Inserts go into a transaction that [`History::flush`] commits,
     /// so a burst costs one fsync-free page write per flush, not one per alert.
     pub fn insert(&mut self, alert: &Alert) -> Result<()> {
-        let json = serde_json::to_string(alert).context("serialise alert")?;
-        let f = &alert.output_fields;
-        let text = |k: &str| f.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-        let time_ns = parse_rfc3339_ns(&alert.time).unwrap_or_else(|_| now_unix_ns());
+        let json = serde_json::to_string(alert).ctx(|| self.err("serialise alert"))?;
+        self.insert_row(&Row::new(alert, json))
+    }
+
+    /// Add one prepared row (see [`History::insert`]).
+    pub fn insert_row(&mut self, r: &Row) -> Result<()> {
         if !self.in_tx {
-            self.conn.execute_batch("BEGIN").with_context(|| self.err("begin transaction"))?;
+            self.conn.execute_batch("BEGIN").ctx(|| self.err("begin transaction"))?;
             self.in_tx = true;
         }
-        let priority = format!("{:?}", alert.priority);
-        let mut st = self.conn.prepare_cached(INSERT).with_context(|| self.err("prepare insert"))?;
-        st.execute(params![
-            alert.time,
-            to_i64(time_ns),
-            alert.rule,
-            text("boxwatch.rule.id"),
-            priority,
-            text("boxwatch.container.full_id"),
-            json
-        ])
-        .with_context(|| self.err("insert alert"))?;
+        let mut st = self.conn.prepare_cached(INSERT).ctx(|| self.err("prepare insert"))?;
+        st.execute(params![r.time, to_i64(r.time_ns), r.rule, r.rule_id, r.priority, r.container, r.json])
+            .ctx(|| self.err("insert alert"))?;
         Ok(())
     }
 
@@ -141,7 +151,7 @@ impl History {
             self.in_tx = false;
             if let Err(e) = self.conn.execute_batch("COMMIT") {
                 let _ = self.conn.execute_batch("ROLLBACK");
-                return Err(e).with_context(|| self.err("commit"));
+                return Err(e).ctx(|| self.err("commit"));
             }
         }
         Ok(())
@@ -156,7 +166,7 @@ impl History {
             deleted += self
                 .conn
                 .execute("DELETE FROM alerts WHERE time_ns < ?1", [to_i64(cutoff)])
-                .with_context(|| self.err("delete old alerts"))? as u64;
+                .ctx(|| self.err("delete old alerts"))? as u64;
         }
         if self.max_alerts > 0 {
             // The newest `max_alerts` (by insertion order) stay.
@@ -168,13 +178,12 @@ impl History {
                     |r| r.get(0),
                 )
                 .optional()
-                .with_context(|| self.err("count alerts"))?;
+                .ctx(|| self.err("count alerts"))?;
             if let Some(id) = keep_from {
                 deleted += self
                     .conn
                     .execute("DELETE FROM alerts WHERE id < ?1", [id])
-                    .with_context(|| self.err("delete alerts beyond the limit"))?
-                    as u64;
+                    .ctx(|| self.err("delete alerts beyond the limit"))? as u64;
             }
         }
         Ok(deleted)
@@ -186,45 +195,187 @@ impl History {
 
     /// Matching alerts, newest first, as parsed JSON (the alerts.jsonl shape).
     pub fn query(path: &Path, q: &Query) -> Result<Vec<serde_json::Value>> {
-        History::query_lines(path, q)?
-            .iter()
-            .map(|j| {
-                serde_json::from_str(j).with_context(|| format!("alert history {}: bad row", path.display()))
-            })
-            .collect()
+        query(path, q)
     }
 
-    /// Matching alerts, newest first, each exactly the JSON line written to alerts.jsonl
-    /// (what `boxwatch alerts --json` prints).
+    /// Matching alerts, newest first, each exactly the alerts.jsonl line.
     pub fn query_lines(path: &Path, q: &Query) -> Result<Vec<String>> {
-        if !path.exists() {
-            bail!("alert history {} does not exist (start the daemon with --history)", path.display());
-        }
-        let ctx = || format!("{} is not a readable alert history (SQLite database)", path.display());
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(ctx)?;
-        conn.busy_timeout(Duration::from_secs(2)).with_context(ctx)?;
-        let mut st = conn
-            .prepare(
-                "SELECT json FROM alerts
+        query_lines(path, q)
+    }
+}
+
+/// Matching alerts of the history at `path`, newest first, as parsed JSON (the
+/// alerts.jsonl shape). Opens the database read-only; never creates it.
+pub fn query(path: &Path, q: &Query) -> Result<Vec<serde_json::Value>> {
+    query_lines(path, q)?
+        .iter()
+        .map(|j| serde_json::from_str(j).ctx(|| format!("alert history {}: bad row", path.display())))
+        .collect()
+}
+
+/// Matching alerts, newest first, each exactly the JSON line written to alerts.jsonl
+/// (what `boxwatch alerts --json` prints).
+pub fn query_lines(path: &Path, q: &Query) -> Result<Vec<String>> {
+    if !path.exists() {
+        bail!("alert history {} does not exist (start the daemon with --history)", path.display());
+    }
+    let ctx = || format!("{} is not a readable alert history (SQLite database)", path.display());
+    let conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .ctx(ctx)?;
+    conn.busy_timeout(Duration::from_secs(2)).ctx(ctx)?;
+    let mut st = conn
+        .prepare(
+            "SELECT json FROM alerts
                  WHERE (?1 IS NULL OR time_ns >= ?1)
                    AND (?2 IS NULL OR substr(container, 1, length(?2)) = ?2)
                    AND (?3 IS NULL OR rule = ?3 OR rule_id = ?3)
                  ORDER BY time_ns DESC, id DESC
                  LIMIT ?4",
-            )
-            .with_context(ctx)?;
-        let limit: i64 = if q.limit == 0 { -1 } else { i64::try_from(q.limit).unwrap_or(i64::MAX) };
-        let container = q.container.as_deref().map(str::to_ascii_lowercase);
-        let rows = st
-            .query_map(params![q.since_ns.map(to_i64), container, q.rule, limit], |r| r.get::<_, String>(0))
-            .with_context(ctx)?;
-        rows.collect::<rusqlite::Result<Vec<String>>>().with_context(ctx)
+        )
+        .ctx(ctx)?;
+    let limit: i64 = if q.limit == 0 { -1 } else { i64::try_from(q.limit).unwrap_or(i64::MAX) };
+    let container = q.container.as_deref().map(str::to_ascii_lowercase);
+    let rows = st
+        .query_map(params![q.since_ns.map(to_i64), container, q.rule, limit], |r| r.get::<_, String>(0))
+        .ctx(ctx)?;
+    rows.collect::<rusqlite::Result<Vec<String>>>().ctx(ctx)
+}
+
+/// One alert as stored: the columns queries filter on, and the alerts.jsonl line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub time: String,
+    pub time_ns: u64,
+    pub rule: String,
+    pub rule_id: Option<String>,
+    pub priority: String,
+    pub container: Option<String>,
+    pub json: String,
+}
+
+impl Row {
+    /// The row of `alert`, whose JSON line is `json`.
+    pub fn new(alert: &Alert, json: String) -> Row {
+        let f = &alert.output_fields;
+        let text = |k: &str| f.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Row {
+            time: alert.time.clone(),
+            time_ns: parse_rfc3339_ns(&alert.time).unwrap_or_else(|_| now_unix_ns()),
+            rule: alert.rule.clone(),
+            rule_id: text("boxwatch.rule.id"),
+            priority: format!("{:?}", alert.priority),
+            container: text("boxwatch.container.full_id"),
+            json,
+        }
     }
 }
+
+/// Settings of the history output (`--history`, `[history]`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    /// Most alerts kept (oldest deleted first); 0: unlimited.
+    pub max_alerts: u64,
+    /// Oldest alert kept, in seconds; 0: forever.
+    pub max_age_secs: u64,
+    /// Alerts queued for the history thread; beyond that they are counted, not stored.
+    pub queue: usize,
+}
+
+/// The alert history as an output: rows go through a bounded queue to the history's
+/// own thread, which inserts and commits them (see the module doc).
+pub struct HistorySink {
+    outbox: Outbox<Row>,
+    path: PathBuf,
+    pub stats: Arc<DeliveryStats>,
+}
+
+impl std::fmt::Debug for HistorySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistorySink").field("path", &self.path).field("stats", &self.stats).finish()
+    }
+}
+
+/// Rows inserted per transaction at most (a long burst still commits regularly).
+const BATCH: usize = 1000;
+
+fn run(mut h: History, rx: Receiver<Row>, stats: Arc<DeliveryStats>) {
+    let mut pending = 0u64;
+    let mut reported = false;
+    loop {
+        // Wake at least once per retention interval so retention runs without alerts.
+        let first = match rx.recv_timeout(RETENTION_INTERVAL) {
+            Ok(r) => Some(r),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = h.commit();
+                return;
+            }
+        };
+        let rows = first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok()).take(BATCH - 1));
+        for r in rows {
+            match h.insert_row(&r) {
+                Ok(()) => pending += 1,
+                Err(e) => {
+                    stats.dropped_failed.fetch_add(1, Ordering::Relaxed);
+                    if !std::mem::replace(&mut reported, true) {
+                        eprintln!("boxwatch: history: {}; alert not stored", crate::error::chain(&e));
+                    }
+                }
+            }
+        }
+        // The queue ran dry (or a batch is full): commit what was inserted.
+        match h.flush() {
+            Ok(()) => {
+                stats.sent.fetch_add(pending, Ordering::Relaxed);
+            }
+            Err(e) => {
+                stats.dropped_failed.fetch_add(pending, Ordering::Relaxed);
+                if !std::mem::replace(&mut reported, true) {
+                    eprintln!(
+                        "boxwatch: history: {}; {pending} alert(s) not stored",
+                        crate::error::chain(&e)
+                    );
+                }
+            }
+        }
+        pending = 0;
+    }
+}
+
+impl HistorySink {
+    /// Open (or create) the database now, so a bad path fails at start-up, and start
+    /// the history thread.
+    pub fn open(cfg: &Config) -> Result<HistorySink> {
+        let h = History::open(&cfg.path, cfg.max_alerts, cfg.max_age_secs)?;
+        let stats = Arc::new(DeliveryStats::default());
+        let s2 = Arc::clone(&stats);
+        let outbox = Outbox::start("history", cfg.queue, move |rx| run(h, rx, s2))?;
+        Ok(HistorySink { outbox, path: cfg.path.clone(), stats })
+    }
+}
+
+impl AlertSubscriber for HistorySink {
+    fn describe(&self) -> String {
+        format!("history {}", self.path.display())
+    }
+
+    fn alert(&mut self, a: &AlertOut<'_>) {
+        let row = Row::new(a.alert, a.json().to_string());
+        crate::outbox::count_drop(self.outbox.send(row), &self.stats.dropped_queue_full);
+    }
+
+    fn close(&mut self, deadline: Duration) {
+        self.outbox.finish(deadline);
+    }
+
+    fn stats(&self) -> Vec<SinkStat> {
+        self.stats.sink_stats("history", false, false)
+    }
+}
+
+impl Sink for HistorySink {}
 
 impl Drop for History {
     fn drop(&mut self) {
@@ -246,18 +397,18 @@ pub fn print(
     let since_ns = since.map(|s| parse_since(s, now_unix_ns())).transpose()?;
     let q = Query { since_ns, container, rule, limit };
     let text = if json {
-        let mut t = History::query_lines(db, &q)?.join("\n");
+        let mut t = query_lines(db, &q)?.join("\n");
         if !t.is_empty() {
             t.push('\n');
         }
         t
     } else {
-        render_human(&History::query(db, &q)?)
+        render_human(&query(db, &q)?)
     };
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         // `boxwatch alerts | head` is fine.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("write to stdout"),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).ctx(|| "write to stdout".into()),
         _ => Ok(()),
     }
 }
@@ -286,18 +437,17 @@ pub fn parse_since(s: &str, now_unix_ns: u64) -> Result<u64> {
         && t.len() > 1
         && t[..t.len() - 1].bytes().all(|b| b.is_ascii_digit())
     {
-        let n: u64 = t[..t.len() - 1].parse().with_context(|| format!("--since {s:?}: number too large"))?;
-        let back = n
-            .checked_mul(mult)
-            .and_then(|secs| secs.checked_mul(1_000_000_000))
-            .with_context(|| format!("--since {s:?}: duration too large"))?;
+        let Ok(n) = t[..t.len() - 1].parse::<u64>() else { bail!("--since {s:?}: number too large") };
+        let Some(back) = n.checked_mul(mult).and_then(|secs| secs.checked_mul(1_000_000_000)) else {
+            bail!("--since {s:?}: duration too large")
+        };
         return Ok(now_unix_ns.saturating_sub(back));
     }
     parse_rfc3339_ns(t).map_err(|e| {
-        anyhow::anyhow!(
+        Error::Invalid(format!(
             "invalid --since {s:?}: expected a duration (90s, 10m, 2h, 3d) or an RFC 3339 time \
              (2024-05-01T12:00:00Z): {e}"
-        )
+        ))
     })
 }
 
@@ -305,7 +455,7 @@ pub fn parse_since(s: &str, now_unix_ns: u64) -> Result<u64> {
 pub fn parse_rfc3339_ns(s: &str) -> Result<u64> {
     let b = s.as_bytes();
     let num = |from: usize, len: usize| -> Result<i64> {
-        let part = b.get(from..from + len).context("too short")?;
+        let Some(part) = b.get(from..from + len) else { bail!("too short") };
         if !part.iter().all(u8::is_ascii_digit) {
             bail!("expected digits at offset {from}");
         }
@@ -368,11 +518,14 @@ pub fn parse_rfc3339_ns(s: &str) -> Result<u64> {
     if secs < 0 {
         bail!("before 1970");
     }
-    (secs as u64)
+    match (secs as u64)
         .checked_mul(1_000_000_000)
         .and_then(|n| n.checked_add(nanos as u64))
         .filter(|&n| n <= i64::MAX as u64)
-        .context("too far in the future")
+    {
+        Some(n) => Ok(n),
+        None => bail!("too far in the future"),
+    }
 }
 
 /// (year, month, day) to days since 1970-01-01, proleptic Gregorian (H. Hinnant's algorithm).
@@ -386,7 +539,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// One line per alert: `TIME PRIORITY RULE container=<12 hex> proc=<name> output`.
+/// One line per alert: `TIME PRIORITY RULE container=<12 hex> proc=<name> output`, every
+/// string escaped (control and bidi characters as `\u{…}`): rule output quotes file
+/// names and command lines from containers.
 pub fn render_human(rows: &[serde_json::Value]) -> String {
     let mut out = String::new();
     for v in rows {
@@ -399,13 +554,15 @@ pub fn render_human(rows: &[serde_json::Value]) -> String {
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| "host".to_string());
         let proc = f["proc.name"].as_str().filter(|p| !p.is_empty()).unwrap_or("-");
-        out.push_str(&format!(
-            "{} {} {} container={container} proc={proc} {}\n",
+        let line = format!(
+            "{} {} {} container={container} proc={proc} {}",
             s(&v["time"]),
             s(&v["priority"]),
             s(&v["rule"]),
             s(&v["output"]),
-        ));
+        );
+        push_escaped(&mut out, &line);
+        out.push('\n');
     }
     out
 }
@@ -568,6 +725,35 @@ mod tests {
         )
         .unwrap();
         assert!(render_human(&host).contains(" container=host proc=cat "), "{}", render_human(&host));
+    }
+
+    #[test]
+    fn the_sink_stores_off_the_caller_thread_and_counts() {
+        let dir = TempDir::new();
+        let cfg = Config { path: dir.db(), max_alerts: 0, max_age_secs: 0, queue: 1000 };
+        let mut sink = HistorySink::open(&cfg).unwrap();
+        let all: Vec<Alert> = (0..300).map(|i| alert(BASE + i * NS, "r", "r", Some(&cid(i % 3)))).collect();
+        for a in &all {
+            sink.alert(&AlertOut::new(a, None));
+        }
+        // Committed by the history thread once its queue runs dry, without a flush call.
+        let t0 = Instant::now();
+        while History::query(&dir.db(), &Query::default()).map_or(0, |r| r.len()) < 300 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "not committed by the history thread");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sink.close(Duration::from_secs(5));
+        let lines = History::query_lines(&dir.db(), &Query::default()).unwrap();
+        assert_eq!(lines.first(), Some(&serde_json::to_string(&all[299]).unwrap()));
+        let st = sink.stats();
+        let v = |n: &str| st.iter().find(|s| s.name == n).unwrap().value;
+        assert_eq!((v("sent"), v("failed"), v("queue_full")), (300, 0, 0));
+        assert!(st.iter().all(|s| s.output == "history"));
+        assert_eq!(sink.describe(), format!("history {}", dir.db().display()));
+        // A bad path fails at open, on the caller's thread.
+        std::fs::write(dir.0.join("alerts.db-not-a-dir"), "x").unwrap();
+        let bad = Config { path: dir.0.join("alerts.db-not-a-dir/h.db"), ..cfg };
+        assert!(HistorySink::open(&bad).unwrap_err().to_string().contains("alerts.db-not-a-dir"));
     }
 
     #[test]

@@ -19,18 +19,18 @@
 //!
 //! No TLS (`tls_required` servers are refused); credentials may be given as
 //! `nats://user:pass@host:port` or `nats://token@host:port`.
-//! Depends only on std, anyhow and serde_json.
 
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-
-use super::outbox::{Outbox, count_drop};
+use crate::endpoint;
+use crate::error::{Error, Result};
+use crate::outbox::{DeliveryStats, Outbox, count_drop};
+use crate::{AlertOut, AlertSubscriber, Sink, SinkStat};
 
 /// A parsed `nats://[user:pass@|token@]host[:port]` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,31 +43,21 @@ pub struct Server {
 }
 
 impl Server {
+    /// `nats://[user:pass@|token@]host[:4222]`.
     pub fn parse(s: &str) -> Result<Server> {
-        let Some(rest) = s.strip_prefix("nats://") else {
-            bail!("NATS URL {s:?}: expected nats://host:port (no TLS: tls:// is not supported)");
-        };
-        let rest = rest.trim_end_matches('/');
-        let (creds, hostport) = match rest.rsplit_once('@') {
-            Some((c, h)) => (Some(c), h),
-            None => (None, rest),
-        };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(':') => {
-                (h, p.parse().with_context(|| format!("NATS URL {s:?}: bad port {p:?}"))?)
+        let e = endpoint::parse("NATS URL", s, &[("nats", 4222)], true).map_err(|e| match e {
+            Error::Url { what, url, reason } if reason.starts_with("unsupported scheme") => {
+                Error::Url { what, url, reason: format!("{reason}; no TLS: tls:// is not supported") }
             }
-            _ => (hostport, 4222),
-        };
-        if host.is_empty() {
-            bail!("NATS URL {s:?}: no host");
-        }
+            e => e,
+        })?;
         let (mut user, mut pass, mut token) = (None, None, None);
-        match creds.map(|c| c.split_once(':')) {
-            Some(Some((u, p))) => (user, pass) = (Some(u.to_string()), Some(p.to_string())),
-            Some(None) => token = creds.map(str::to_string),
-            None => {}
+        match (e.user, e.password) {
+            (Some(u), Some(p)) => (user, pass) = (Some(u), Some(p)),
+            (Some(t), None) => token = Some(t),
+            _ => {}
         }
-        Ok(Server { host: host.trim_matches(['[', ']']).to_string(), port, user, pass, token })
+        Ok(Server { host: e.host, port: e.port, user, pass, token })
     }
 }
 
@@ -79,24 +69,27 @@ pub fn valid_subject(s: &str) -> bool {
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// Counters of the NATS output.
-#[derive(Debug, Default)]
-pub struct NatsStats {
-    /// Alerts the server read (core) or the stream stored (JetStream).
-    pub sent: AtomicU64,
-    /// Alerts published again after a failure.
-    pub retries: AtomicU64,
-    /// Connections opened after the first.
-    pub reconnects: AtomicU64,
-    /// Alerts not accepted because the queue was full.
-    pub dropped_queue_full: AtomicU64,
-    /// Alerts given up after every retry failed (or larger than max_payload).
-    pub dropped_failed: AtomicU64,
+/// Settings of the NATS output (`--nats`, `[nats]`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `nats://[user:pass@|token@]host[:4222]`.
+    pub url: String,
+    /// Subject alerts are published to.
+    pub subject: String,
+    /// Publish through JetStream: an alert counts as sent once a stream stored it.
+    pub jetstream: bool,
+    /// Alerts queued while the server is slow or down.
+    pub queue: usize,
 }
 
+/// The NATS output. Its [`DeliveryStats`]: `sent` counts alerts the server read (core)
+/// or the stream stored (JetStream), `retries` alerts published again after a failure,
+/// `reconnects` connections opened after the first, `dropped_failed` alerts given up
+/// after every retry (or larger than max_payload).
 pub struct Nats {
     outbox: Outbox<String>,
-    pub stats: Arc<NatsStats>,
+    describe: String,
+    pub stats: Arc<DeliveryStats>,
 }
 
 impl std::fmt::Debug for Nats {
@@ -360,7 +353,7 @@ struct Cfg {
     jetstream: bool,
 }
 
-fn run(cfg: Cfg, rx: Receiver<String>, stats: Arc<NatsStats>) {
+fn run(cfg: Cfg, rx: Receiver<String>, stats: Arc<DeliveryStats>) {
     let boot = random_hex(8);
     let mut seq = 0u64;
     let mut conn: Option<Conn> = None;
@@ -459,16 +452,25 @@ fn run(cfg: Cfg, rx: Receiver<String>, stats: Arc<NatsStats>) {
 impl Nats {
     /// Start the output. Nothing is sent until the first alert, so an
     /// unreachable server is reported by the counters (and stderr).
-    pub fn start(url: &str, subject: &str, jetstream: bool, queue: usize) -> Result<Nats> {
-        let server = Server::parse(url)?;
+    pub fn start(c: &Config) -> Result<Nats> {
+        let server = Server::parse(&c.url)?;
+        let subject = &c.subject;
         if !valid_subject(subject) {
-            bail!("NATS subject {subject:?}: expected dot-separated tokens without spaces or wildcards");
+            return Err(Error::Invalid(format!(
+                "NATS subject {subject:?}: expected dot-separated tokens without spaces or wildcards"
+            )));
         }
-        let stats = Arc::new(NatsStats::default());
+        let describe = format!(
+            "nats {}:{} {subject}{}",
+            server.host,
+            server.port,
+            if c.jetstream { " (JetStream)" } else { "" }
+        );
+        let stats = Arc::new(DeliveryStats::default());
         let s2 = Arc::clone(&stats);
-        let cfg = Cfg { server, subject: subject.to_string(), jetstream };
-        let outbox = Outbox::start("NATS", queue, move |rx| run(cfg, rx, s2))?;
-        Ok(Nats { outbox, stats })
+        let cfg = Cfg { server, subject: subject.to_string(), jetstream: c.jetstream };
+        let outbox = Outbox::start("NATS", c.queue, move |rx| run(cfg, rx, s2))?;
+        Ok(Nats { outbox, describe, stats })
     }
 
     /// Queue one alert's JSON; never blocks.
@@ -481,6 +483,26 @@ impl Nats {
         self.outbox.finish(deadline);
     }
 }
+
+impl AlertSubscriber for Nats {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn alert(&mut self, a: &AlertOut<'_>) {
+        self.send(a.json());
+    }
+
+    fn close(&mut self, deadline: Duration) {
+        self.finish(deadline);
+    }
+
+    fn stats(&self) -> Vec<SinkStat> {
+        self.stats.sink_stats("nats", true, true)
+    }
+}
+
+impl Sink for Nats {}
 
 #[cfg(test)]
 mod tests {
@@ -497,7 +519,8 @@ mod tests {
         assert_eq!(Server::parse("nats://tok@[::1]:1").unwrap().host, "::1");
         assert!(Server::parse("tls://h:1").unwrap_err().to_string().contains("nats://"));
         assert!(Server::parse("nats://:1").is_err());
-        assert!(Server::parse("nats://h:x").unwrap_err().to_string().contains("bad port"));
+        assert!(Server::parse("nats://h:x").unwrap_err().to_string().contains("invalid port"));
+        assert!(Server::parse("nats://[::1").unwrap_err().to_string().contains("IPv6"));
     }
 
     #[test]

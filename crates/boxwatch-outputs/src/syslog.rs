@@ -14,21 +14,37 @@
 //! and datagram sockets have no acknowledgement, and neither has syslog over
 //! TCP, so an alert written just before the collector dies is lost.
 //!
-//! Depends only on std, anyhow, libc, serde_json and boxwatch_rules.
 
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-
-use super::outbox::{Outbox, count_drop};
 use boxwatch_rules::{Alert, Priority};
+
+use crate::endpoint;
+use crate::error::{Error, Result};
+use crate::outbox::{DeliveryStats, Outbox, count_drop};
+use crate::{AlertOut, AlertSubscriber, Sink, SinkStat};
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(Error::Invalid(format!($($t)*))) };
+}
+
+/// Settings of the syslog output (`--syslog`, `[syslog]`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `udp://host:514`, `tcp://host:601` or `unix:///dev/log`.
+    pub target: String,
+    /// Alerts queued while the collector is slow or down.
+    pub queue: usize,
+    /// Facility number (0-23), see [`parse_facility`]; `None`: local0.
+    pub facility: Option<u8>,
+}
 
 /// `local0`, the default facility.
 pub const LOCAL0: u8 = 16;
@@ -62,30 +78,22 @@ pub enum Target {
 }
 
 impl Target {
+    /// `udp://host[:514]`, `tcp://host[:601]` or `unix:///absolute/path`.
     pub fn parse(s: &str) -> Result<Target> {
-        if let Some(path) = s.strip_prefix("unix://") {
-            if !path.starts_with('/') {
-                bail!("syslog target {s:?}: unix:// needs an absolute path, e.g. unix:///dev/log");
-            }
-            return Ok(Target::Unix(path.into()));
+        const WHAT: &str = "syslog target";
+        if s.trim().starts_with("unix:") {
+            let e = endpoint::parse(WHAT, s, &[("unix", 0)], false)?;
+            return Ok(Target::Unix(e.path.into()));
         }
-        let (tcp, rest) = match (s.strip_prefix("udp://"), s.strip_prefix("tcp://")) {
-            (Some(r), _) => (false, r),
-            (_, Some(r)) => (true, r),
-            _ => bail!("syslog target {s:?}: expected udp://host:port, tcp://host:port or unix:///path"),
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(':') => {
-                (h, p.parse().with_context(|| format!("syslog target {s:?}: bad port {p:?}"))?)
-            }
-            _ => (rest, if tcp { 601 } else { 514 }),
-        };
-        let host = host.trim_matches(['[', ']']).to_string();
-        if host.is_empty() {
-            bail!("syslog target {s:?}: no host");
+        let e = endpoint::parse(WHAT, s, &[("udp", 514), ("tcp", 601), ("unix", 0)], true)?;
+        if e.path != "/" || e.user.is_some() {
+            return Err(Error::Url {
+                what: WHAT,
+                url: s.into(),
+                reason: "expected only host and port".into(),
+            });
         }
-        Ok(if tcp { Target::Tcp(host, port) } else { Target::Udp(host, port) })
+        Ok(if e.scheme == "tcp" { Target::Tcp(e.host, e.port) } else { Target::Udp(e.host, e.port) })
     }
 }
 
@@ -143,25 +151,16 @@ pub fn format(alert: &Alert, json: &str, facility: u8, pid: u32) -> String {
     )
 }
 
-/// Counters of the syslog output.
-#[derive(Debug, Default)]
-pub struct SyslogStats {
-    /// Messages handed to the transport (UDP/unix: the kernel; TCP: the stream).
-    pub sent: AtomicU64,
-    pub retries: AtomicU64,
-    /// TCP connections (re)opened after the first.
-    pub reconnects: AtomicU64,
-    /// Alerts not accepted because the queue was full.
-    pub dropped_queue_full: AtomicU64,
-    /// Alerts given up after every retry failed (or too large to send at all).
-    pub dropped_failed: AtomicU64,
-}
-
+/// The syslog output. Its [`DeliveryStats`]: `sent` counts messages handed to the
+/// transport (UDP/unix: the kernel; TCP: the stream), `reconnects` TCP connections
+/// opened after the first, `dropped_failed` alerts given up after every retry (or too
+/// large to send at all).
 pub struct Syslog {
     outbox: Outbox<String>,
+    target: String,
     facility: u8,
     pid: u32,
-    pub stats: Arc<SyslogStats>,
+    pub stats: Arc<DeliveryStats>,
 }
 
 impl std::fmt::Debug for Syslog {
@@ -240,7 +239,7 @@ fn transmit(conn: &mut Conn, msg: &str) -> std::io::Result<()> {
     }
 }
 
-fn run(target: Target, rx: Receiver<String>, stats: Arc<SyslogStats>) {
+fn run(target: Target, rx: Receiver<String>, stats: Arc<DeliveryStats>) {
     let mut conn: Option<Conn> = None;
     let mut connected_once = false;
     loop {
@@ -301,22 +300,21 @@ impl Syslog {
     /// `tcp://host:port` (601) or `unix:///dev/log`; `facility`: see
     /// [`parse_facility`], `None` for local0. Nothing is sent until the first
     /// alert, so an unreachable collector is reported by the counters.
-    pub fn start(target: &str, queue: usize, facility: Option<u8>) -> Result<Syslog> {
-        let target = Target::parse(target)?;
-        let facility = facility.unwrap_or(LOCAL0);
+    pub fn start(cfg: &Config) -> Result<Syslog> {
+        let target = Target::parse(&cfg.target)?;
+        let facility = cfg.facility.unwrap_or(LOCAL0);
         if facility > 23 {
             bail!("syslog facility {facility} out of range (0-23)");
         }
-        let stats = Arc::new(SyslogStats::default());
+        let stats = Arc::new(DeliveryStats::default());
         let s2 = Arc::clone(&stats);
-        let outbox = Outbox::start("syslog", queue, move |rx| run(target, rx, s2))?;
-        Ok(Syslog { outbox, facility, pid: std::process::id(), stats })
+        let outbox = Outbox::start("syslog", cfg.queue, move |rx| run(target, rx, s2))?;
+        Ok(Syslog { outbox, target: cfg.target.clone(), facility, pid: std::process::id(), stats })
     }
 
-    /// Queue one alert; never blocks.
-    pub fn send(&self, alert: &Alert) {
-        let json = serde_json::to_string(alert).unwrap_or_default();
-        let sent = self.outbox.send(format(alert, &json, self.facility, self.pid));
+    /// Queue one alert whose JSON line is `json`; never blocks.
+    pub fn send(&self, alert: &Alert, json: &str) {
+        let sent = self.outbox.send(format(alert, json, self.facility, self.pid));
         count_drop(sent, &self.stats.dropped_queue_full);
     }
 
@@ -325,6 +323,26 @@ impl Syslog {
         self.outbox.finish(deadline);
     }
 }
+
+impl AlertSubscriber for Syslog {
+    fn describe(&self) -> String {
+        format!("syslog {}", self.target)
+    }
+
+    fn alert(&mut self, a: &AlertOut<'_>) {
+        self.send(a.alert, a.json());
+    }
+
+    fn close(&mut self, deadline: Duration) {
+        self.finish(deadline);
+    }
+
+    fn stats(&self) -> Vec<SinkStat> {
+        self.stats.sink_stats("syslog", true, true)
+    }
+}
+
+impl Sink for Syslog {}
 
 #[cfg(test)]
 mod tests {
@@ -394,9 +412,12 @@ mod tests {
         assert_eq!(Target::parse("udp://collector").unwrap(), Target::Udp("collector".into(), 514));
         assert_eq!(Target::parse("unix:///dev/log").unwrap(), Target::Unix("/dev/log".into()));
         assert!(Target::parse("unix://dev/log").is_err());
-        assert!(Target::parse("http://h:1").unwrap_err().to_string().contains("expected udp://"));
-        assert!(Target::parse("tcp://h:x").unwrap_err().to_string().contains("bad port"));
+        assert!(
+            Target::parse("http://h:1").unwrap_err().to_string().contains("expected udp://, tcp://, unix://")
+        );
+        assert!(Target::parse("tcp://h:x").unwrap_err().to_string().contains("invalid port"));
         assert!(Target::parse("tcp://:5").is_err());
+        assert!(Target::parse("udp://[::1").unwrap_err().to_string().contains("IPv6"));
         assert_eq!(parse_facility("local0").unwrap(), 16);
         assert_eq!(parse_facility("LOCAL7").unwrap(), 23);
         assert_eq!(parse_facility("daemon").unwrap(), 3);

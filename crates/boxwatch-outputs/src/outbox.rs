@@ -1,14 +1,51 @@
 //! The plumbing every network output shares (webhook, syslog, NATS): a
 //! bounded queue in front of one delivery thread, so `send` never blocks the
 //! daemon, a full queue is counted rather than waited on, and shutdown
-//! drains what is queued within a deadline.
+//! drains what is queued within a deadline. [`DeliveryStats`] are the counters
+//! every such output keeps, reported the same way by each.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result};
+use crate::{SinkStat, StatKind};
+
+/// Counters of an output that delivers through an [`Outbox`].
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    /// Alerts delivered (sent, stored, acknowledged: each output says what counts).
+    pub sent: AtomicU64,
+    /// Deliveries attempted again after a failure.
+    pub retries: AtomicU64,
+    /// Connections (re)opened after the first.
+    pub reconnects: AtomicU64,
+    /// Alerts not accepted because the queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// Alerts given up after every retry failed (or refused for good).
+    pub dropped_failed: AtomicU64,
+}
+
+impl DeliveryStats {
+    /// The counters as [`SinkStat`]s of `output`: `queue_full`, `failed`, `sent`, and
+    /// `retries` / `reconnects` for outputs that retry / hold a connection.
+    pub fn sink_stats(&self, output: &'static str, retries: bool, reconnects: bool) -> Vec<SinkStat> {
+        let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut s = vec![
+            SinkStat::new(output, "queue_full", StatKind::DeliveryFailure, v(&self.dropped_queue_full)),
+            SinkStat::new(output, "failed", StatKind::DeliveryFailure, v(&self.dropped_failed)),
+            SinkStat::new(output, "sent", StatKind::Delivered, v(&self.sent)),
+        ];
+        if retries {
+            s.push(SinkStat::new(output, "retries", StatKind::Retries, v(&self.retries)));
+        }
+        if reconnects {
+            s.push(SinkStat::new(output, "reconnects", StatKind::Reconnects, v(&self.reconnects)));
+        }
+        s
+    }
+}
 
 /// A bounded queue of `T` drained by one named worker thread.
 #[derive(Debug)]
@@ -31,7 +68,7 @@ impl<T: Send + 'static> Outbox<T> {
         let worker = std::thread::Builder::new()
             .name(format!("bw-{}", name.to_lowercase()))
             .spawn(move || worker(rx))
-            .with_context(|| format!("start {name} thread"))?;
+            .map_err(|source| Error::Io { context: format!("start {name} thread"), source })?;
         Ok(Outbox { name, tx: Some(tx), worker: Some(worker) })
     }
 
