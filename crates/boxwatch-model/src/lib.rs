@@ -13,4 +13,4 @@ pub mod process;
 pub use container::{ContainerRef, Runtime};
 pub use containers::{ContainerTable, Learned};
 pub use event::{DecodeError, Detail, Event, FdType, ProcessInfo, SockAddr, decode};
-pub use process::{Entry, ExecId, ProcKey, ProcNode, ProcessTree, SeedProc, TreeStats};
+pub use process::{Entry, ExecId, ProcKey, ProcNode, ProcessTree, SeedProc, TreeNode, TreeStats};
