@@ -9,6 +9,7 @@ mod config;
 mod daemon;
 mod enrich;
 mod history;
+mod log;
 mod logfile;
 mod metrics;
 mod nats;
@@ -18,6 +19,7 @@ mod procfs;
 mod ps;
 mod rules;
 mod syslog;
+mod web;
 mod webhook;
 
 use std::process::ExitCode;
@@ -51,6 +53,10 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    if let Err(e) = log::init(cli.log_level.as_deref(), cli.log_format) {
+        eprintln!("boxwatch: error: {e:#}");
+        return ExitCode::from(2);
+    }
     let config = cli.config.as_deref();
     let result = match cli.command {
         Command::Run(args) => run_args(args, &matches, config)
@@ -79,7 +85,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("boxwatch: error: {e:#}");
+            tracing::error!("error: {e:#}");
             ExitCode::from(2)
         }
     }
