@@ -234,7 +234,8 @@ fn containerd_shim_runc_init_sh_cat() {
     assert_eq!(t.render_container("no-such-container"), "");
     // The structured tree (what the HTTP API serves) is the same listing.
     let nodes = t.container_tree(C);
-    let rows: Vec<(u32, Option<u32>, usize, Option<&str>, Option<&str>)> = nodes
+    type Row<'a> = (u32, Option<u32>, usize, Option<&'a str>, Option<&'a str>);
+    let rows: Vec<Row> = nodes
         .iter()
         .map(|n| (n.pid, n.parent_pid, n.depth, n.container_id.as_deref(), n.entry.as_deref()))
         .collect();

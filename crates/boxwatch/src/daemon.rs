@@ -86,6 +86,7 @@ impl Unresolved {
     fn retain_present(&mut self, present: &HashSet<u64>) {
         self.0.retain(|id| present.contains(id));
     }
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.0.len()
     }
