@@ -170,3 +170,48 @@ fn api_answers_json_about_a_real_container() {
     drop(c);
     d.stop();
 }
+
+/// #14 item 8: `/healthz` follows the data path. The processor is stalled the way #14 item 7
+/// found (SIGHUP with a FIFO among the rules files: the reload blocks on the processor thread);
+/// `/healthz` must fail while it is stalled and recover after. When reloads move off the event
+/// path (#14 item 7), this test needs another way to stall the processor.
+#[test]
+fn healthz_fails_while_the_processor_is_stalled() {
+    let scratch = Scratch(std::env::temp_dir().join(format!("boxwatch-stall-{}", random_hex(6))));
+    std::fs::create_dir_all(&scratch.0).unwrap();
+    let d = Daemon::start(&["--rules", scratch.0.to_str().unwrap()]);
+    let ready = |d: &Daemon| d.http_get("/healthz");
+    let t0 = Instant::now();
+    while !ready(&d).ends_with("\r\n\r\nok\n") {
+        assert!(t0.elapsed() < T, "/healthz never became ready: {}", ready(&d));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fifo = scratch.0.join("zz.yaml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", fifo.display());
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) }, 0);
+    let t0 = Instant::now();
+    let stalled = loop {
+        let r = ready(&d);
+        if r.starts_with("HTTP/1.1 503") {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "/healthz still ok with the processor stalled: {r}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(stalled.contains("not ready: processor stalled: last heartbeat"), "{stalled}");
+    let (st, h) = d.http_json("/api/v1/health");
+    assert_eq!((st, &h["ready"]), (200, &Value::Bool(false)), "{h}");
+    assert!(h["processor_heartbeat_age_ms"].as_u64() >= Some(5000), "{h}");
+    // Unblock the reload: a writer opens the FIFO and closes it (an empty rules file).
+    std::fs::OpenOptions::new().write(true).open(&fifo).unwrap().write_all(b"").unwrap();
+    let t0 = Instant::now();
+    while !ready(&d).ends_with("\r\n\r\nok\n") {
+        assert!(t0.elapsed() < T, "/healthz did not recover: {}", ready(&d));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_file(&fifo);
+    d.stop();
+}
