@@ -14,4 +14,4 @@ pub mod text;
 pub use container::{ContainerRef, Runtime};
 pub use containers::{ContainerTable, Learned};
 pub use event::{DecodeError, Detail, Event, FdType, ProcessInfo, SockAddr, decode};
-pub use process::{Entry, ExecId, ProcKey, ProcNode, ProcessTree, SeedProc, TreeStats};
+pub use process::{Entry, ExecId, ProcKey, ProcNode, ProcessTree, SeedProc, TreeNode, TreeStats};

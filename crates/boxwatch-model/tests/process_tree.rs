@@ -232,6 +232,28 @@ fn containerd_shim_runc_init_sh_cat() {
     assert_eq!(by.keys().copied().collect::<Vec<_>>(), [C]);
     assert_eq!(s.pids(&by[C]), [903, 904], "runc stages exited; only live processes listed");
     assert_eq!(t.render_container("no-such-container"), "");
+    // The structured tree (what the HTTP API serves) is the same listing.
+    let nodes = t.container_tree(C);
+    type Row<'a> = (u32, Option<u32>, usize, Option<&'a str>, Option<&'a str>);
+    let rows: Vec<Row> = nodes
+        .iter()
+        .map(|n| (n.pid, n.parent_pid, n.depth, n.container_id.as_deref(), n.entry.as_deref()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, None, 0, None, None),
+            (SHIM, Some(1), 1, None, None),
+            (903, Some(SHIM), 2, Some(C), Some("container_init")),
+            (904, Some(903), 3, Some(C), None),
+        ]
+    );
+    assert!(nodes.iter().all(|n| n.live));
+    assert_eq!(nodes[3].exec_id, t.get(904).unwrap().exec_id().to_string());
+    let all = t.container_trees();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[C], nodes, "one pass over every container gives the same trees");
+    assert!(t.container_tree("no-such-container").is_empty());
 }
 
 #[test]

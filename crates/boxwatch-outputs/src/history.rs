@@ -70,6 +70,8 @@ pub struct Query {
     pub container: Option<String>,
     /// Rule name or rule id, exact.
     pub rule: Option<String>,
+    /// Priorities accepted (as alerts spell them: "Warning"); empty: all.
+    pub priorities: Vec<String>,
     /// Most rows returned (newest first); 0: no limit.
     pub limit: usize,
 }
@@ -230,14 +232,18 @@ pub fn query_lines(path: &Path, q: &Query) -> Result<Vec<String>> {
                  WHERE (?1 IS NULL OR time_ns >= ?1)
                    AND (?2 IS NULL OR substr(container, 1, length(?2)) = ?2)
                    AND (?3 IS NULL OR rule = ?3 OR rule_id = ?3)
+                   AND (?5 IS NULL OR priority IN (SELECT value FROM json_each(?5)))
                  ORDER BY time_ns DESC, id DESC
                  LIMIT ?4",
         )
         .ctx(ctx)?;
     let limit: i64 = if q.limit == 0 { -1 } else { i64::try_from(q.limit).unwrap_or(i64::MAX) };
     let container = q.container.as_deref().map(str::to_ascii_lowercase);
+    let priorities = (!q.priorities.is_empty()).then(|| serde_json::json!(q.priorities).to_string());
     let rows = st
-        .query_map(params![q.since_ns.map(to_i64), container, q.rule, limit], |r| r.get::<_, String>(0))
+        .query_map(params![q.since_ns.map(to_i64), container, q.rule, limit, priorities], |r| {
+            r.get::<_, String>(0)
+        })
         .ctx(ctx)?;
     rows.collect::<rusqlite::Result<Vec<String>>>().ctx(ctx)
 }
@@ -395,7 +401,7 @@ pub fn print(
 ) -> Result<()> {
     use std::io::Write;
     let since_ns = since.map(|s| parse_since(s, now_unix_ns())).transpose()?;
-    let q = Query { since_ns, container, rule, limit };
+    let q = Query { since_ns, container, rule, limit, ..Query::default() };
     let text = if json {
         let mut t = query_lines(db, &q)?.join("\n");
         if !t.is_empty() {
@@ -641,7 +647,10 @@ mod tests {
                 ("Write below etc", "write_etc")
             };
             let c = cid(i % 4);
-            let a = alert(BASE + i * NS, rule, id, (i % 10 != 9).then_some(c.as_str()));
+            let mut a = alert(BASE + i * NS, rule, id, (i % 10 != 9).then_some(c.as_str()));
+            if i % 5 == 0 {
+                a.priority = Priority::Error;
+            }
             h.insert(&a).unwrap();
             if i % 100 == 99 {
                 h.flush().unwrap();
@@ -694,6 +703,17 @@ mod tests {
                 .is_empty()
         );
 
+        // Priorities (what `/api/v1/alerts?priority=` asks for).
+        let by = |p: &[&str]| {
+            let q = Query { priorities: p.iter().map(|s| s.to_string()).collect(), ..Query::default() };
+            History::query(&dir.db(), &q).unwrap()
+        };
+        assert_eq!(by(&["Error"]).len(), 200);
+        assert!(by(&["Error"]).iter().all(|r| r["priority"] == "Error"));
+        assert_eq!(by(&["Warning"]).len(), 800);
+        assert_eq!(by(&["Emergency", "Alert", "Critical", "Error", "Warning"]).len(), 1000);
+        assert!(by(&["Critical"]).is_empty());
+
         // Since: the last 100 seconds (inclusive), combined with the other filters and a limit.
         let q = Query { since_ns: Some(BASE + 900 * NS), ..Query::default() };
         assert_eq!(History::query(&dir.db(), &q).unwrap().len(), 100);
@@ -702,6 +722,7 @@ mod tests {
             container: Some(cid(0)),
             rule: Some("sensitive_read".into()),
             limit: 3,
+            ..Query::default()
         };
         let rows = History::query(&dir.db(), &q).unwrap();
         let times: Vec<&str> = rows.iter().map(|r| r["time"].as_str().unwrap()).collect();

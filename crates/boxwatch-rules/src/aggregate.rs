@@ -220,6 +220,19 @@ impl Aggregator {
         }
     }
 
+    /// A container is gone: drop its rate-limit bucket and its suppression count, so per-container
+    /// state does not grow with every container ever seen. Its open folding windows close on
+    /// their own at the end of the window.
+    pub fn forget_container(&mut self, id: &str) {
+        self.container_buckets.remove(id);
+        self.stats.suppressed_by_container.remove(id);
+    }
+
+    /// Per-container entries held (rate-limit buckets, suppression counts).
+    pub fn container_entries(&self) -> usize {
+        self.container_buckets.len() + self.stats.suppressed_by_container.len()
+    }
+
     /// Shutdown: close every window.
     pub fn flush(&mut self, out: &mut Vec<Alert>) {
         let mut all: Vec<Window> = self.windows.drain().map(|(_, w)| w).collect();
@@ -307,5 +320,32 @@ mod tests {
         g.flush(&mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].output_fields["boxwatch.aggregate.count"], 2);
+    }
+
+    #[test]
+    fn per_container_state_goes_with_the_container() {
+        let mut g = Aggregator::new(AggregateConfig {
+            window_ns: 0,
+            per_rule_per_sec: 0.0,
+            per_container_per_sec: 1.0,
+            ..AggregateConfig::default()
+        });
+        let mut out = Vec::new();
+        for c in 0..100 {
+            for i in 0..5 {
+                g.offer(alert("r", &format!("c{c}"), "/etc/x", i), i, &mut out);
+            }
+        }
+        assert_eq!(out.len(), 200, "burst of 2 per container");
+        assert_eq!(g.stats().suppressed(), 300);
+        assert_eq!(g.container_entries(), 200, "a bucket and a count per container");
+        for c in 0..100 {
+            g.forget_container(&format!("c{c}"));
+        }
+        assert_eq!(g.container_entries(), 0);
+        assert_eq!(g.stats().suppressed(), 300, "the per-rule totals stay");
+        // A new container with a reused name starts with a full bucket.
+        g.offer(alert("r", "c1", "/etc/x", 9), 9, &mut out);
+        assert_eq!(out.len(), 201);
     }
 }

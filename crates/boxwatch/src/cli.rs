@@ -19,6 +19,13 @@ pub struct Cli {
     /// Precedence: command line > environment (BOXWATCH_*) > file > defaults.
     #[arg(long, global = true, env = "BOXWATCH_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Diagnostics on stderr: a level (error, warn, info, debug, trace) or `tracing` directives
+    /// such as `boxwatch=debug`. Default: RUST_LOG, else info.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Format of the diagnostics on stderr: `boxwatch: <message>` lines, or JSON objects.
+    #[arg(long, global = true, value_enum, default_value_t = crate::log::LogFormat::Text)]
+    pub log_format: crate::log::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -26,18 +26,25 @@ use boxwatch_rules::aggregate::{AggregateConfig, Aggregator};
 use boxwatch_rules::engine::{Input, RuleSet, Stateful, StatefulConfig};
 use boxwatch_rules::{Ancestor, Lineage};
 use boxwatch_runtime::EnricherConfig;
+use boxwatch_web::{DataPath, PublishPolicy};
+use tracing::{error, info};
 
 use crate::cgroups;
 use crate::cli::RunArgs;
 use crate::clock::{WallClock, hostname, monotonic_ns};
 use crate::config;
 use crate::enrich::Enrichment;
-use crate::metrics::{self, Metrics};
+use crate::metrics::{DaemonCollector, KernelCounters, Metrics};
 use crate::procfs::{self, CgroupIds, StartClock};
 use crate::rules::RuleSources;
+use crate::web::{HistoryStore, Parts, Publisher};
 
 /// How often the container table is checked against the cgroup tree on disk.
 const RECONCILE_EVERY: Duration = Duration::from_secs(15);
+/// How often the monotonic → wall clock offset is re-sampled (an NTP step or a suspend moves it).
+const CLOCK_RESYNC_EVERY: Duration = Duration::from_secs(10);
+/// A reader or processor heartbeat older than this fails `/healthz`.
+const STALL_AFTER: Duration = Duration::from_secs(5);
 
 /// Parse `--host-events` names into a kind mask.
 pub fn kind_mask(names: &[String]) -> Result<u64> {
@@ -53,6 +60,36 @@ pub fn kind_mask(names: &[String]) -> Result<u64> {
         mask |= kind::bit(k);
     }
     Ok(mask)
+}
+
+/// cgroup ids searched for on disk and not found, so each is searched once. Pruned when the
+/// cgroup is removed (rmdir event, or gone at the periodic reconcile) and bounded.
+#[derive(Debug, Default)]
+struct Unresolved(HashSet<u64>);
+
+impl Unresolved {
+    const MAX: usize = 65_536;
+
+    fn contains(&self, id: &u64) -> bool {
+        self.0.contains(id)
+    }
+    fn insert(&mut self, id: u64) {
+        if self.0.len() >= Self::MAX {
+            self.0.clear(); // at worst each is searched for once more
+        }
+        self.0.insert(id);
+    }
+    fn remove(&mut self, id: &u64) {
+        self.0.remove(id);
+    }
+    /// Keep only ids still present in the cgroup tree.
+    fn retain_present(&mut self, present: &HashSet<u64>) {
+        self.0.retain(|id| present.contains(id));
+    }
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// The processor's state.
@@ -73,7 +110,7 @@ struct Processor<'m> {
     /// Alerts were written to the (buffered) sinks since the last flush.
     alerts_unflushed: bool,
     /// cgroup ids searched for and not found (avoid rescanning for each event).
-    unresolved: HashSet<u64>,
+    unresolved: Unresolved,
     /// Sinks and other alert subscribers: everything after the alert.
     outputs: Outputs,
     enrich: Enrichment,
@@ -86,6 +123,12 @@ struct Processor<'m> {
     hostname: String,
     all_processes: bool,
     host_mask: u64,
+    data_path: Arc<DataPath>,
+    /// Events taken off the queue (published to `data_path` at each heartbeat).
+    processed: u64,
+    processed_at_beat: u64,
+    /// Snapshots for the HTTP API (`None`: no HTTP endpoint).
+    web: Option<Publisher>,
 }
 
 impl Processor<'_> {
@@ -100,6 +143,9 @@ impl Processor<'_> {
         if let Learned::NewContainer(c) = &learned {
             self.enrich.container_seen(c);
             self.outputs.container(wall_ns, action, c);
+            if let Some(w) = &mut self.web {
+                w.changed = true;
+            }
         }
         learned
     }
@@ -121,7 +167,17 @@ impl Processor<'_> {
         }
     }
 
+    /// A container exited: forget what was kept per container.
+    fn container_gone(&mut self, id: &str) {
+        self.enrich.container_gone(id);
+        self.aggregate.forget_container(id);
+        if let Some(w) = &mut self.web {
+            w.container_gone(id);
+        }
+    }
+
     fn handle(&mut self, ev: Event) {
+        self.processed += 1;
         let wall_ns = self.clock.wall_ns(ev.ktime_ns);
         match &ev.detail {
             Detail::CgroupMkdir { id, path, .. } => {
@@ -131,9 +187,10 @@ impl Processor<'_> {
             }
             Detail::CgroupRmdir { id, .. } => {
                 self.monitor.forget_cgroup(*id);
+                self.unresolved.remove(id);
                 if let Some(c) = self.table.forget(*id) {
                     self.outputs.container(wall_ns, "exited", &c);
-                    self.enrich.container_gone(&c.id);
+                    self.container_gone(&c.id);
                 }
                 return;
             }
@@ -231,6 +288,13 @@ impl Processor<'_> {
         for r in &alerts {
             self.outputs.alert(&r.alert, r.context.as_deref());
             self.metrics.alert(&r.alert.rule, &format!("{:?}", r.alert.priority));
+            if let Some(w) = &mut self.web
+                && let Some(c) =
+                    r.alert.output_fields.get("boxwatch.container.full_id").and_then(|v| v.as_str())
+            {
+                *w.alerts_by_container.entry(c.to_string()).or_default() += 1;
+                w.changed = true;
+            }
         }
     }
 
@@ -280,10 +344,12 @@ impl Processor<'_> {
             self.monitor.forget_cgroup(id);
             if let Some(c) = self.table.forget(id) {
                 self.outputs.container(wall_ns, "exited", &c);
-                self.enrich.container_gone(&c.id);
+                self.container_gone(&c.id);
             }
             self.metrics.cgroups_reconciled.fetch_add(1, Ordering::Relaxed);
         }
+        // Unknown cgroups that are gone will never be seen again.
+        self.unresolved.retain_present(&present);
     }
 
     /// SIGHUP: read the config file again (its `[rules]` section applies when the
@@ -299,27 +365,24 @@ impl Processor<'_> {
                             paths: file.rules.paths.unwrap_or_default(),
                         };
                     }
-                    eprintln!(
-                        "boxwatch: config {} re-read ([rules] applied; other settings take effect at restart)",
+                    info!(
+                        "config {} re-read ([rules] applied; other settings take effect at restart)",
                         path.display()
                     );
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    eprintln!("boxwatch: config reload failed; keeping the settings in force: {e:#}");
+                    error!("config reload failed; keeping the settings in force: {e:#}");
                     return;
                 }
             }
         }
         match self.rule_sources.load() {
             Ok(set) => {
-                eprintln!("boxwatch: rules reloaded: {} rules", set.len());
+                info!("rules reloaded: {} rules", set.len());
                 self.rules = set;
             }
-            Err(e) => eprintln!(
-                "boxwatch: rules reload failed; keeping the {} rules in force: {e:#}",
-                self.rules.len()
-            ),
+            Err(e) => error!("rules reload failed; keeping the {} rules in force: {e:#}", self.rules.len()),
         }
     }
 
@@ -346,6 +409,40 @@ impl Processor<'_> {
         }
         if let Ok(mut by) = m.suppressed_containers.lock() {
             by.clone_from(&agg.suppressed_by_container);
+        }
+        if let Ok(mut st) = m.stateful.lock() {
+            *st = self.stateful.stats();
+        }
+        if let Ok(mut en) = m.enricher.lock() {
+            *en = self.enrich.stats();
+        }
+    }
+
+    /// At each flush point: the wall-clock resync, the data-path heartbeat, and a snapshot for
+    /// the HTTP API when due.
+    fn tick(&mut self, now: Instant) {
+        self.clock.maybe_resync(monotonic_ns());
+        self.data_path.processed.store(self.processed, Ordering::Relaxed);
+        self.data_path.processor_beat(self.processed != self.processed_at_beat);
+        if self.processed != self.processed_at_beat
+            && let Some(w) = &mut self.web
+        {
+            w.changed = true;
+        }
+        self.processed_at_beat = self.processed;
+        if self.web.as_ref().is_some_and(|w| w.due(now)) {
+            self.publish_gauges();
+            let kernel = KernelCounters::read(self.monitor);
+            if let Some(w) = &mut self.web {
+                let parts = Parts {
+                    table: &self.table,
+                    tree: &self.tree,
+                    enrich: &self.enrich,
+                    metrics: self.metrics,
+                    kernel,
+                };
+                w.publish(parts, now);
+            }
         }
     }
 
@@ -401,17 +498,14 @@ fn fold(aggregate: &mut Aggregator, alerts: Vec<Raised>, now_ns: u64) -> Vec<Rai
 }
 
 fn entry_name(e: Entry) -> String {
-    match e {
-        Entry::ContainerInit => "container_init".to_string(),
-        Entry::ExecInto { via } => format!("exec_into:{via}"),
-    }
+    boxwatch_model::process::entry_name(e)
 }
 
 fn stats_line(monitor: &Monitor, m: &Metrics) -> String {
     let kd = monitor.kernel_drops();
     let emitted: u64 = monitor.kernel_emitted().iter().sum();
     let mut s = format!(
-        "boxwatch: stats kernel_emitted={emitted} received={} events_out={} alerts={} containers={} cgroups={} \
+        "stats kernel_emitted={emitted} received={} events_out={} alerts={} containers={} cgroups={} \
          processes={} drops:",
         m.received.load(Ordering::Relaxed),
         m.events_total(),
@@ -441,6 +535,11 @@ fn stats_line(monitor: &Monitor, m: &Metrics) -> String {
         m.suppressed.lock().map(|s| s.values().sum::<u64>()).unwrap_or(0),
     ));
     s
+}
+
+/// `/healthz` allows a heartbeat gap of a few poll timeouts (`--latency-ms`) at least.
+fn latency_bound(latency_ms: u64) -> Duration {
+    Duration::from_millis(latency_ms.saturating_mul(4))
 }
 
 /// What SIGHUP reloads: the rules, and the config file's `[rules]` section when the
@@ -473,22 +572,23 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
     let cgroup_root = cgroups::cgroup2_root()?;
     let outputs = boxwatch_outputs::open(&config::outputs(&args))?;
     let t0 = Instant::now();
-    eprintln!("boxwatch: loading and attaching the BPF programs…");
-    let monitor = Monitor::load(&cfg).context("load the BPF monitor (try `boxwatch check`)")?;
+    info!("loading and attaching the BPF programs…");
+    let monitor = Arc::new(Monitor::load(&cfg).context("load the BPF monitor (try `boxwatch check`)")?);
     let load_ms = t0.elapsed().as_millis();
     // Loading parsed the kernel's BTF (several MB) for CO-RE; libbpf has freed it,
     // hand the pages back to the system instead of keeping them in the heap.
     // SAFETY: malloc_trim has no preconditions.
     unsafe { libc::malloc_trim(0) };
 
-    let metrics = Metrics::default();
+    let metrics = Arc::new(Metrics::default());
+    let data_path = Arc::new(DataPath::default());
     let listener = match args.metrics_addr {
-        Some(addr) if !args.no_metrics => Some(metrics::bind(addr)?),
+        Some(addr) if !args.no_metrics => Some(boxwatch_web::server::bind(addr)?),
         _ => None,
     };
     let rule_sources = RuleSources { default_pack: !args.no_default_rules, paths: args.rules.clone() };
     let t_rules = Instant::now();
-    eprintln!("boxwatch: compiling rules…");
+    info!("compiling rules…");
     let rules = rule_sources.load().context("load detection rules")?;
     let rules_ms = t_rules.elapsed().as_millis();
     let mut p = Processor {
@@ -502,7 +602,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         parent_lookups: HashSet::new(),
         last_evict_ns: 0,
         alerts_unflushed: false,
-        unresolved: HashSet::new(),
+        unresolved: Unresolved::default(),
         outputs,
         rules,
         rule_sources,
@@ -523,15 +623,21 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
             docker_socket: Some(args.docker_socket.clone()),
             ..EnricherConfig::default()
         })),
-        clock: WallClock::new(),
+        clock: WallClock::new(CLOCK_RESYNC_EVERY),
         hostname: hostname(),
         all_processes: args.all_processes,
         host_mask,
+        data_path: Arc::clone(&data_path),
+        processed: 0,
+        processed_at_beat: 0,
+        web: listener
+            .is_some()
+            .then(|| Publisher::new(Arc::clone(&data_path), monitor.coverage(), PublishPolicy::default())),
     };
     // Seed from the cgroup tree: containers that exist before start are
     // classified before the first event is read.
     let now = p.clock.wall_ns(monotonic_ns());
-    eprintln!("boxwatch: scanning cgroups and /proc for running containers and processes…");
+    info!("scanning cgroups and /proc for running containers and processes…");
     for (id, path) in cgroups::scan(&cgroup_root)? {
         p.learn(id, &path, now, "first_seen");
     }
@@ -542,6 +648,30 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
     let seeded = seeds.len();
     p.tree.seed(seeds);
     p.outputs.flush();
+    p.tick(Instant::now()); // the first snapshot, before the API can be asked
+    let server = match listener {
+        Some(l) => {
+            let mut registry = boxwatch_web::prometheus_client::registry::Registry::default();
+            let mon = Arc::clone(&monitor);
+            registry.register_collector(Box::new(DaemonCollector::new(
+                Arc::clone(&metrics),
+                Arc::clone(&data_path),
+                move || KernelCounters::read(&mon),
+            )));
+            let web = boxwatch_web::Web {
+                registry,
+                snapshots: p.web.as_ref().map(|w| Arc::clone(&w.cell)).unwrap_or_default(),
+                data_path: Arc::clone(&data_path),
+                alerts: args
+                    .history
+                    .clone()
+                    .map(|path| Arc::new(HistoryStore { path }) as Arc<dyn boxwatch_web::AlertStore>),
+                stall_after: STALL_AFTER.max(latency_bound(args.latency_ms)),
+            };
+            Some(boxwatch_web::server::Server::spawn(l, boxwatch_web::router(web))?)
+        }
+        None => None,
+    };
 
     let cov = monitor.coverage();
     let degraded: Vec<&str> = cov.degraded().map(|h| h.program.as_str()).collect();
@@ -550,8 +680,8 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
     } else {
         ""
     };
-    eprintln!(
-        "boxwatch: ready: {} hooks attached, {} degraded{}{fallback}; {} rules (compiled in {rules_ms} ms); \
+    info!(
+        "ready: {} hooks attached, {} degraded{}{fallback}; {} rules (compiled in {rules_ms} ms); \
          {} containers, {} cgroups, {seeded} processes; loaded in {load_ms} ms; logs in {}; outputs: {}; metrics {}",
         cov.attached(),
         degraded.len(),
@@ -565,10 +695,9 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         p.table.cgroup_count(),
         args.log_dir.display(),
         p.outputs.describe(),
-        listener
+        server
             .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .map_or_else(|| "off".to_string(), |a| format!("on http://{a}/metrics")),
+            .map_or_else(|| "off".to_string(), |s| format!("on http://{}/metrics", s.local_addr())),
     );
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -583,24 +712,32 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
     let deadline = (args.duration > 0).then(|| Instant::now() + Duration::from_secs(args.duration));
     let stats_every = (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval));
 
-    let done = AtomicBool::new(false);
     std::thread::scope(|s| -> Result<()> {
         let reader_stop = Arc::clone(&stop);
-        let counters = &metrics;
-        let monitor = &monitor;
-        if let Some(l) = listener {
-            let (m, done) = (&metrics, &done);
-            s.spawn(move || metrics::serve(l, m, monitor, done));
-        }
+        let counters = &*metrics;
+        let monitor = &*monitor;
+        let dp = &*data_path;
         let reader = s.spawn(move || -> Result<()> {
+            /// `reader_alive` is cleared however the reader ends (error, panic, stop).
+            struct Alive<'a>(&'a DataPath);
+            impl Drop for Alive<'_> {
+                fn drop(&mut self) {
+                    self.0.reader_alive.store(false, Ordering::Relaxed);
+                }
+            }
+            dp.reader_alive.store(true, Ordering::Relaxed);
+            let _alive = Alive(dp);
             let rb = monitor.reader(|data| {
                 counters.received.fetch_add(1, Ordering::Relaxed);
                 match decode(data) {
-                    Ok(ev) => {
-                        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(ev) {
+                    Ok(ev) => match tx.try_send(ev) {
+                        Ok(()) => {
+                            dp.enqueued.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                             counters.queue_full.fetch_add(1, Ordering::Relaxed);
                         }
-                    }
+                    },
                     Err(_) => {
                         counters.decode_errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -608,6 +745,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
             })?;
             while !reader_stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
                 rb.poll(latency)?;
+                dp.reader_beat();
             }
             rb.poll(Duration::ZERO)?; // final drain; dropping rb closes the queue
             Ok(())
@@ -640,12 +778,14 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
                         p.poll_enrichment();
                         p.outputs.flush();
                         last_flush = Instant::now();
+                        p.tick(last_flush);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     p.poll_enrichment();
                     p.outputs.flush();
                     last_flush = Instant::now();
+                    p.tick(last_flush);
                     // Idle: output counters still move (deliveries finish in the background).
                     if last_published.elapsed() >= Duration::from_secs(1) {
                         p.publish_gauges();
@@ -665,8 +805,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
                 && last_stats.elapsed() >= every
             {
                 p.publish_gauges();
-                eprintln!("{}", stats_line(monitor, counters));
-                p.clock.resync();
+                info!("{}", stats_line(monitor, counters));
                 last_stats = Instant::now();
             }
         }
@@ -679,18 +818,39 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         // Log files flushed and fsync'd; queued deliveries get 10 s each.
         p.outputs.close(Duration::from_secs(10));
         p.publish_gauges();
-        done.store(true, Ordering::Relaxed);
         reader.join().map_err(|_| anyhow::anyhow!("ring-buffer reader thread panicked"))??;
         Ok(())
     })?;
-    eprintln!("{}", stats_line(&monitor, &metrics));
+    if let Some(s) = server {
+        s.stop();
+    }
+    info!("{}", stats_line(&monitor, &metrics));
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
     use boxwatch_rules::{Alert, Priority};
+
+    #[test]
+    fn unresolved_cgroups_are_pruned_and_bounded() {
+        let mut u = Unresolved::default();
+        for id in 0..10 {
+            u.insert(id);
+        }
+        u.remove(&3); // its rmdir event
+        assert!(!u.contains(&3) && u.contains(&4));
+        let present: HashSet<u64> = [4, 5, 99].into();
+        u.retain_present(&present); // the periodic reconcile
+        assert_eq!(u.len(), 2);
+        for id in 0..(Unresolved::MAX as u64 + 10) {
+            u.insert(id);
+        }
+        assert!(u.len() <= Unresolved::MAX, "{}", u.len());
+    }
 
     #[test]
     fn host_event_names() {

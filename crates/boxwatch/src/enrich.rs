@@ -60,6 +60,11 @@ impl Enrichment {
         Enrichment { enricher: cfg.map(Enricher::start), state: HashMap::new(), held: VecDeque::new() }
     }
 
+    /// Counters of the runtime lookups (`None`: lookups are off).
+    pub fn stats(&self) -> Option<boxwatch_runtime::EnricherStats> {
+        self.enricher.as_ref().map(Enricher::stats)
+    }
+
     /// A container appeared: start its lookup.
     pub fn container_seen(&mut self, c: &ContainerRef) {
         if self.state.contains_key(&c.id) {
@@ -85,6 +90,16 @@ impl Enrichment {
         match self.state.get(id) {
             Some(State::Known(m)) => Some(m),
             _ => None,
+        }
+    }
+
+    /// What alerts of this container say in `boxwatch.container.metadata` (for the HTTP API).
+    pub fn status(&self, id: &str) -> String {
+        match self.state.get(id) {
+            Some(State::Known(m)) => format!("complete ({})", m.source),
+            Some(State::Pending) => "pending: runtime lookup running".to_string(),
+            Some(State::Unavailable(why)) => format!("unavailable: {why}"),
+            None => "unavailable: container not known to the runtime lookup".to_string(),
         }
     }
 

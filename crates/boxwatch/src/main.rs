@@ -8,10 +8,12 @@ mod clock;
 mod config;
 mod daemon;
 mod enrich;
+mod log;
 mod metrics;
 mod procfs;
 mod ps;
 mod rules;
+mod web;
 
 use std::process::ExitCode;
 
@@ -44,6 +46,10 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    if let Err(e) = log::init(cli.log_level.as_deref(), cli.log_format) {
+        eprintln!("boxwatch: error: {e:#}");
+        return ExitCode::from(2);
+    }
     let config = cli.config.as_deref();
     let result = match cli.command {
         Command::Run(args) => run_args(args, &matches, config)
@@ -77,7 +83,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("boxwatch: error: {e:#}");
+            tracing::error!("error: {e:#}");
             ExitCode::from(2)
         }
     }

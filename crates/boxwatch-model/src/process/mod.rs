@@ -27,6 +27,8 @@
 
 mod render;
 
+pub use render::{TreeNode, entry_name};
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound::{Excluded, Included};

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod api;
 mod benign;
 mod enrichment;
 mod escaping;

@@ -99,21 +99,36 @@ impl Daemon {
         d
     }
 
-    /// GET `path` from the daemon's metrics endpoint (address from its ready line).
-    pub fn http_get(&self, path: &str) -> String {
-        use std::io::{Read, Write};
+    /// The address of the daemon's HTTP endpoint (from its ready line).
+    pub fn http_addr(&self) -> String {
         let text = self.stderr_text();
-        let addr = text
-            .split("metrics on http://")
+        text.split("metrics on http://")
             .nth(1)
             .and_then(|r| r.split('/').next())
             .unwrap_or_else(|| panic!("no metrics address in the ready line:\n{text}"))
-            .to_string();
+            .to_string()
+    }
+
+    /// GET `path` from the daemon's HTTP endpoint: the whole response (status line, headers, body).
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let addr = self.http_addr();
         let mut c = std::net::TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("send request");
+        c.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+        write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send request");
         let mut body = String::new();
-        c.read_to_string(&mut body).expect("read response");
+        c.read_to_string(&mut body).unwrap_or_else(|e| panic!("read response to GET {path}: {e}"));
         body
+    }
+
+    /// GET `path`: the status code and the body parsed as JSON (panics if it is not JSON).
+    pub fn http_json(&self, path: &str) -> (u16, Value) {
+        let r = self.http_get(path);
+        let status =
+            r.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("GET {path}: {r}"));
+        let (head, body) = r.split_once("\r\n\r\n").unwrap_or_else(|| panic!("GET {path}: {r}"));
+        assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "GET {path}: {r}");
+        (status, serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}")))
     }
 
     /// Process id of the daemon.
