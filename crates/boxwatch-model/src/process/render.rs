@@ -77,7 +77,7 @@ impl TreeNode {
 
 impl ProcessTree {
     /// The live processes of a container under their host-side ancestors, depth first, in
-    /// (pid, start) order among siblings. Exited processes inside the container are skipped
+    /// start-time order among siblings. Exited processes inside the container are skipped
     /// over (their children hang from the nearest shown ancestor). Empty for an unknown id.
     pub fn container_tree(&self, container_id: &str) -> Vec<TreeNode> {
         let members: Vec<&ProcNode> =
@@ -121,8 +121,14 @@ impl ProcessTree {
         for (c, p) in &up {
             kids.entry(*p).or_default().push(*c);
         }
-        let roots = shown.keys().filter(|k| !up.contains_key(k));
-        let order: Vec<ProcKey> = roots.chain(shown.keys()).copied().collect();
+        // Siblings in the order they started: pids wrap around, start times do not.
+        let by_start = |k: &ProcKey| (k.start_ns, k.pid);
+        for v in kids.values_mut() {
+            v.sort_by_key(by_start);
+        }
+        let mut roots: Vec<&ProcKey> = shown.keys().filter(|k| !up.contains_key(k)).collect();
+        roots.sort_by_key(|k| by_start(k));
+        let order: Vec<ProcKey> = roots.into_iter().chain(shown.keys()).copied().collect();
         let (mut out, mut done) = (Vec::new(), BTreeSet::new());
         for root in order {
             let mut stack = vec![(root, None, 0usize)];
