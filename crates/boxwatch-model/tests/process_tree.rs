@@ -249,7 +249,12 @@ fn containerd_shim_runc_init_sh_cat() {
         ]
     );
     assert!(nodes.iter().all(|n| n.live));
-    assert_eq!(nodes[3].exec_id, t.get(904).unwrap().exec_id().to_string());
+    assert_eq!(nodes[3].exec_id, t.get(904).unwrap().exec_id());
+    assert_eq!(
+        serde_json::to_value(&nodes[3]).unwrap()["exec_id"],
+        t.get(904).unwrap().exec_id().to_string(),
+        "serialised as on events"
+    );
     let all = t.container_trees();
     assert_eq!(all.len(), 1);
     assert_eq!(all[C], nodes, "one pass over every container gives the same trees");

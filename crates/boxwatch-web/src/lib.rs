@@ -198,15 +198,38 @@ fn find_container<'s>(s: &'s Snapshot, id: &str) -> Result<&'s ContainerInfo, Ap
     }
 }
 
+/// Trees older than this when asked for are waited for (up to [`TREE_WAIT`]).
+const TREE_MAX_AGE_NS: u64 = 5_000_000_000;
+const TREE_WAIT: Duration = Duration::from_secs(2);
+
+fn now_unix_ns() -> u64 {
+    SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
 async fn api_tree(
     State(web): State<Shared>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::bad_request(format!("container id: {}", e.body_text())))?;
-    let s = web.snapshots.load();
+    // Trees are built while they are asked for: after a quiet spell, wait (briefly) for one.
+    web.snapshots.want_trees();
+    let asked = now_unix_ns();
+    let t0 = tokio::time::Instant::now();
+    let mut s = web.snapshots.load();
+    while s.trees_taken_unix_ns.saturating_add(TREE_MAX_AGE_NS) < asked && t0.elapsed() < TREE_WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        s = web.snapshots.load();
+    }
     let c = find_container(&s, &id)?;
     let processes = s.trees.get(c.id.as_str()).map_or(&[][..], Vec::as_slice);
-    Ok(Json(json!({"container": c, "processes": processes, "snapshot": snapshot_json(&web, &s)})))
+    let trees_age_ms =
+        (s.trees_taken_unix_ns > 0).then(|| now_unix_ns().saturating_sub(s.trees_taken_unix_ns) / 1_000_000);
+    Ok(Json(json!({
+        "container": c,
+        "processes": processes,
+        "trees_age_ms": trees_age_ms,
+        "snapshot": snapshot_json(&web, &s),
+    })))
 }
 
 async fn api_alerts(

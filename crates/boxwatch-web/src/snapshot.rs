@@ -96,9 +96,13 @@ pub struct Snapshot {
     pub taken_unix_ns: u64,
     /// Sorted by id.
     pub containers: Vec<ContainerInfo>,
-    /// Container id → its process tree from the host-side runtime processes down.
+    /// Container id → its process tree from the host-side runtime processes down. Built only
+    /// while someone asks for trees ([`SnapshotCell::want_trees`]), and not more often than its
+    /// cost allows (see [`PublishPolicy`]); shared between snapshots until rebuilt.
     #[serde(skip)]
-    pub trees: HashMap<Arc<str>, Vec<TreeNode>>,
+    pub trees: Arc<HashMap<Arc<str>, Vec<TreeNode>>>,
+    /// Unix time the trees were built, ns (0: not built).
+    pub trees_taken_unix_ns: u64,
     pub coverage: Arc<CoverageInfo>,
     pub counters: Counters,
 }
@@ -108,6 +112,9 @@ pub struct Snapshot {
 pub struct SnapshotCell {
     current: ArcSwap<Snapshot>,
     published_at: ArcSwap<Option<Instant>>,
+    epoch: Instant,
+    /// When a handler last asked for process trees (ns since `epoch`, plus one; 0: never).
+    trees_wanted: AtomicU64,
 }
 
 impl Default for SnapshotCell {
@@ -115,6 +122,8 @@ impl Default for SnapshotCell {
         SnapshotCell {
             current: ArcSwap::from_pointee(Snapshot::default()),
             published_at: ArcSwap::from_pointee(None),
+            epoch: Instant::now(),
+            trees_wanted: AtomicU64::new(0),
         }
     }
 }
@@ -133,19 +142,41 @@ impl SnapshotCell {
     pub fn age(&self) -> Option<Duration> {
         (*self.published_at.load_full()).map(|t| t.elapsed())
     }
+
+    /// A client wants process trees: the processor builds them while requests keep coming.
+    pub fn want_trees(&self) {
+        self.trees_wanted.store(since_epoch(self.epoch), Relaxed);
+    }
+
+    /// Whether trees were asked for within `d`.
+    pub fn trees_wanted_within(&self, d: Duration) -> bool {
+        age(self.epoch, self.trees_wanted.load(Relaxed)).is_some_and(|a| a <= d)
+    }
 }
 
 /// When the processor publishes: when something changed and `interval` has passed since the
 /// last publish, and every `max_quiet` anyway (counters and ages stay fresh when idle).
+///
+/// Process trees cost the processor time in proportion to the processes tracked (a few µs
+/// each), so they are built only while clients asked for one within `tree_interest`, and again
+/// only once `tree_cost_factor` times the last build's duration has passed: the processor spends
+/// at most 1/`tree_cost_factor` of its time on them, however large the tree.
 #[derive(Debug, Clone, Copy)]
 pub struct PublishPolicy {
     pub interval: Duration,
     pub max_quiet: Duration,
+    pub tree_interest: Duration,
+    pub tree_cost_factor: u32,
 }
 
 impl Default for PublishPolicy {
     fn default() -> Self {
-        PublishPolicy { interval: Duration::from_millis(500), max_quiet: Duration::from_secs(5) }
+        PublishPolicy {
+            interval: Duration::from_millis(500),
+            max_quiet: Duration::from_secs(5),
+            tree_interest: Duration::from_secs(60),
+            tree_cost_factor: 20,
+        }
     }
 }
 
@@ -153,6 +184,12 @@ impl PublishPolicy {
     /// Whether to publish now, `since_last` after the previous publish.
     pub fn due(&self, changed: bool, since_last: Duration) -> bool {
         since_last >= self.max_quiet || (changed && since_last >= self.interval)
+    }
+
+    /// Whether to rebuild the trees, `since_built` after the last build (`None`: never built)
+    /// which took `last_cost`.
+    pub fn trees_due(&self, since_built: Option<Duration>, last_cost: Duration) -> bool {
+        since_built.is_none_or(|s| s >= self.interval.max(last_cost * self.tree_cost_factor))
     }
 }
 
@@ -261,11 +298,32 @@ mod tests {
 
     #[test]
     fn publish_policy_waits_for_interval_and_refreshes_when_quiet() {
-        let p = PublishPolicy { interval: Duration::from_millis(500), max_quiet: Duration::from_secs(5) };
+        let p = PublishPolicy::default();
         assert!(!p.due(true, Duration::from_millis(100)), "at most every interval");
         assert!(p.due(true, Duration::from_millis(500)));
         assert!(!p.due(false, Duration::from_secs(1)), "nothing changed");
         assert!(p.due(false, Duration::from_secs(5)), "refresh counters when idle");
+    }
+
+    #[test]
+    fn trees_are_rebuilt_within_their_cost_budget() {
+        let p = PublishPolicy::default();
+        assert!(p.trees_due(None, Duration::ZERO), "never built");
+        assert!(!p.trees_due(Some(Duration::from_millis(100)), Duration::from_millis(1)));
+        assert!(p.trees_due(Some(Duration::from_millis(500)), Duration::from_millis(1)));
+        // A 100 ms build: not again before 2 s (5 % of the processor's time).
+        assert!(!p.trees_due(Some(Duration::from_millis(1900)), Duration::from_millis(100)));
+        assert!(p.trees_due(Some(Duration::from_secs(2)), Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn tree_interest_expires() {
+        let c = SnapshotCell::default();
+        assert!(!c.trees_wanted_within(Duration::from_secs(60)));
+        c.want_trees();
+        assert!(c.trees_wanted_within(Duration::from_secs(60)));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!c.trees_wanted_within(Duration::from_millis(10)));
     }
 
     #[test]

@@ -59,7 +59,8 @@ fn snapshot() -> Snapshot {
         seq: 3,
         taken_unix_ns: 1,
         containers: vec![container(A), container(B)],
-        trees: t.container_trees(),
+        trees: Arc::new(t.container_trees()),
+        trees_taken_unix_ns: now_unix_ns(),
         coverage: Arc::new(CoverageInfo {
             attached: 90,
             degraded: vec![HookInfo {
@@ -78,6 +79,10 @@ fn snapshot() -> Snapshot {
     s.counters.ring_queued_bytes = 250;
     s.counters.events_per_sec = 12.5;
     s
+}
+
+fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
 fn web() -> (Web, Arc<DataPath>, Counter) {
@@ -214,6 +219,46 @@ async fn containers_and_their_trees() {
         assert!(v["error"].as_str().unwrap().contains(msg), "{uri}: {v}");
         assert_eq!(v["status"], want.as_u16());
     }
+}
+
+/// Trees are built only while asked for: a request flags the interest and waits (2 s at most)
+/// for a fresh build; the answer says how old the trees are.
+#[tokio::test]
+async fn tree_requests_ask_the_processor_for_trees() {
+    let (w, _, _) = web();
+    let cell = Arc::clone(&w.snapshots);
+    let mut stale = snapshot();
+    stale.trees_taken_unix_ns = now_unix_ns() - 60_000_000_000;
+    cell.publish(stale);
+    assert!(!cell.trees_wanted_within(Duration::from_secs(60)));
+    let app = router(w);
+    // The "processor": publishes fresh trees once asked.
+    let publisher = {
+        let cell = Arc::clone(&cell);
+        tokio::spawn(async move {
+            while !cell.trees_wanted_within(Duration::from_secs(60)) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            cell.publish(snapshot());
+        })
+    };
+    let t0 = Instant::now();
+    let (st, v) = get_json(app.clone(), &format!("/api/v1/containers/{A}/tree")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(t0.elapsed() >= Duration::from_millis(100), "answered before the fresh trees");
+    assert!(v["trees_age_ms"].as_u64().unwrap() < 1000, "{v}");
+    assert_eq!(v["processes"].as_array().unwrap().len(), 4);
+    publisher.await.unwrap();
+    // Nobody publishes: after 2 s the stale trees are served, with their age.
+    let mut stale = snapshot();
+    stale.trees_taken_unix_ns = now_unix_ns() - 60_000_000_000;
+    cell.publish(stale);
+    let t0 = Instant::now();
+    let (st, v) = get_json(app, &format!("/api/v1/containers/{A}/tree")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(t0.elapsed() >= Duration::from_secs(2) && t0.elapsed() < Duration::from_secs(4));
+    assert!(v["trees_age_ms"].as_u64().unwrap() >= 60_000, "{v}");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use boxwatch_bpf::{Coverage, HookStatus};
 use boxwatch_model::{ContainerTable, ProcessTree};
@@ -18,6 +18,10 @@ use boxwatch_web::{
 use crate::enrich::Enrichment;
 use crate::metrics::{KernelCounters, Metrics};
 use boxwatch_outputs::history::{History, Query};
+
+fn unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
 
 /// `boxwatch run --history PATH`, read by `/api/v1/alerts` (a read-only connection per query).
 #[derive(Debug)]
@@ -69,6 +73,10 @@ pub struct Publisher {
     seq: u64,
     last: Option<Instant>,
     last_received: u64,
+    trees: Arc<HashMap<Arc<str>, Vec<boxwatch_model::TreeNode>>>,
+    trees_at: Option<Instant>,
+    trees_unix_ns: u64,
+    trees_cost: Duration,
     /// Something the API shows changed since the last publish.
     pub changed: bool,
     /// Alerts delivered per container (pruned when the container goes).
@@ -94,14 +102,23 @@ impl Publisher {
             seq: 0,
             last: None,
             last_received: 0,
+            trees: Arc::default(),
+            trees_at: None,
+            trees_unix_ns: 0,
+            trees_cost: Duration::ZERO,
             changed: true,
             alerts_by_container: HashMap::new(),
         }
     }
 
-    /// Whether a snapshot is due now.
+    /// Whether a snapshot is due now: the usual policy, or trees asked for and due.
     pub fn due(&self, now: Instant) -> bool {
-        self.last.is_none_or(|t| self.policy.due(self.changed, now.duration_since(t)))
+        self.last.is_none_or(|t| self.policy.due(self.changed, now.duration_since(t))) || self.trees_due(now)
+    }
+
+    fn trees_due(&self, now: Instant) -> bool {
+        self.cell.trees_wanted_within(self.policy.tree_interest)
+            && self.policy.trees_due(self.trees_at.map(|t| now.duration_since(t)), self.trees_cost)
     }
 
     pub fn container_gone(&mut self, id: &str) {
@@ -113,7 +130,18 @@ impl Publisher {
     pub fn publish(&mut self, p: Parts<'_>, now: Instant) {
         let m = p.metrics;
         let l = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        let trees = p.tree.container_trees();
+        if self.trees_due(now) {
+            let t0 = Instant::now();
+            self.trees = Arc::new(p.tree.container_trees());
+            self.trees_cost = t0.elapsed();
+            self.trees_at = Some(now);
+            self.trees_unix_ns = unix_ns();
+        } else if !self.cell.trees_wanted_within(self.policy.tree_interest) && self.trees_at.is_some() {
+            // Nobody asks any more: free them.
+            self.trees = Arc::default();
+            self.trees_at = None;
+            self.trees_unix_ns = 0;
+        }
         let mut containers: Vec<ContainerInfo> = p
             .table
             .containers()
@@ -132,9 +160,7 @@ impl Publisher {
                     pod_name: meta.and_then(|m| m.pod_name.clone()),
                     pod_namespace: meta.and_then(|m| m.pod_namespace.clone()),
                     metadata: p.enrich.status(&c.id),
-                    processes: trees
-                        .get(c.id.as_str())
-                        .map_or(0, |t| t.iter().filter(|n| n.container_id.as_deref() == Some(&c.id)).count()),
+                    processes: p.tree.live_in(&c.id),
                     alerts: self.alerts_by_container.get(&c.id).copied().unwrap_or(0),
                 }
             })
@@ -170,13 +196,12 @@ impl Publisher {
             processes_exited: stats.exited,
         };
         self.seq += 1;
-        let taken_unix_ns =
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
         self.cell.publish(Snapshot {
             seq: self.seq,
-            taken_unix_ns,
+            taken_unix_ns: unix_ns(),
             containers,
-            trees,
+            trees: Arc::clone(&self.trees),
+            trees_taken_unix_ns: self.trees_unix_ns,
             coverage: Arc::clone(&self.coverage),
             counters,
         });
@@ -188,8 +213,6 @@ impl Publisher {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use boxwatch_rules::{Alert, Priority};

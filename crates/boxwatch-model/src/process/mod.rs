@@ -62,6 +62,13 @@ pub struct ExecId {
     pub generation: u32,
 }
 
+/// Serialised as its display form, `pid:start_ns:generation` (as on events and alerts).
+impl serde::Serialize for ExecId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for ExecId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.key.pid, self.key.start_ns, self.generation)
@@ -398,6 +405,11 @@ impl ProcessTree {
         let expired = before - self.nodes.len();
         self.evicted_exited += expired as u64;
         expired + self.shrink_to(self.max_processes, &[])
+    }
+
+    /// Live processes of container `c` (kept up to date by every observe; O(log n)).
+    pub fn live_in(&self, c: &str) -> usize {
+        self.live_in.get(c).copied().unwrap_or(0)
     }
 
     pub fn stats(&self) -> TreeStats {

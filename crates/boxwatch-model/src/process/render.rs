@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use std::fmt::Write as _;
 
-use super::{Entry, MAX_DEPTH, ProcKey, ProcNode, ProcessTree};
+use super::{Entry, ExecId, MAX_DEPTH, ProcKey, ProcNode, ProcessTree};
 use crate::text::push_quoted;
 
 /// One process of a container's tree: the container's live processes and the processes above
@@ -19,8 +19,8 @@ pub struct TreeNode {
     pub pid: u32,
     /// Group-leader start time, CLOCK_MONOTONIC ns: with `pid`, the process key.
     pub start_ns: u64,
-    /// `pid:start_ns:exec-generation`, as on events and alerts.
-    pub exec_id: String,
+    /// `pid:start_ns:exec-generation`, as on events and alerts (serialised as that string).
+    pub exec_id: ExecId,
     /// Pid of the parent shown in this tree (`None`: a root of the listing).
     pub parent_pid: Option<u32>,
     /// Depth in the listing (roots are 0); nodes come in depth-first order.
@@ -56,7 +56,7 @@ impl TreeNode {
         TreeNode {
             pid: n.key.pid,
             start_ns: n.key.start_ns,
-            exec_id: n.exec_id().to_string(),
+            exec_id: n.exec_id(),
             parent_pid,
             depth,
             vpid: n.vpid,

@@ -151,7 +151,7 @@ fn api_answers_json_about_a_real_container() {
         "boxwatch_kernel_events_total{kind=\"open\"}",
         "boxwatch_alerts_total{rule=\"Sensitive file read in a container\",priority=\"Warning\"}",
         "boxwatch_drops_total{cause=\"kernel_ringbuf_full\"}",
-        "boxwatch_drops_total{cause=\"nats_failed\"}",
+        "boxwatch_drops_total{cause=\"output_write_errors\"}",
         "boxwatch_filter_map_errors_total",
         "boxwatch_cgroups_reconciled_total",
         "boxwatch_received_total",
