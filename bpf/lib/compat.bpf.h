@@ -25,8 +25,17 @@
  *   mm_struct.arg_start/arg_end                                  stable
  *   files_struct.fdt->{fd,max_fds}, file.f_inode->{i_ino,i_mode} stable
  *   tracepoint records: sched_process_exec (__data_loc filename),
- *     cgroup_mkdir/rmdir (root, level, u64 id, __data_loc path),
- *     sys_enter (args[6]) / sys_exit (ret)                       stable from 5.8
+ *     cgroup_mkdir/rmdir (root, level, u64 id, __data_loc path)  TRACE_EVENT: the BTF
+ *     type is the record, CO-RE follows any change
+ *   syscalls/sys_{enter,exit}_* records: struct syscall_trace_enter
+ *     { ent; int nr; args[] } / syscall_trace_exit { ent; int nr; long ret }.
+ *     NOT trace_event_raw_sys_enter/exit (raw_syscalls' records, with a
+ *     `long id`): their args/ret offsets equal the real ones only while
+ *     struct trace_entry is 8 bytes. PREEMPT_RT kernels add
+ *     trace_entry.preempt_lazy_count (Debian's 6.1-rt): 12 bytes, args at 16
+ *     in the record but at 24 in trace_event_raw_sys_enter, so every syscall
+ *     program read the wrong argument and failed to attach (reads past the
+ *     record). Found by the kernel matrix.
  */
 #ifndef __BW_COMPAT_BPF_H
 #define __BW_COMPAT_BPF_H

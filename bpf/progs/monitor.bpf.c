@@ -165,7 +165,7 @@ int handle_cgroup_rmdir(struct trace_event_raw_cgroup *ctx)
  * of the tracepoint record makes the attach fail with EACCES
  * (max_ctx_offset > record size). `nargs` is a constant at every call.
  * Every field of the slot is written: a task-storage slot is reused. */
-static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u32 kind, __u32 op,
+static __always_inline int sys_enter(struct syscall_trace_enter *ctx, __u32 kind, __u32 op,
 				     const int nargs)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
@@ -195,7 +195,7 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u3
 }
 
 SEC("tp/syscalls/sys_enter_setns")
-int enter_setns(struct trace_event_raw_sys_enter *ctx)
+int enter_setns(struct syscall_trace_enter *ctx)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	struct inflight_slot tmp;
@@ -348,7 +348,7 @@ static __always_inline void decorate(struct bw_syscall_event *e, struct bw_infli
 	}
 }
 
-static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int sys_exit(struct syscall_trace_exit *ctx)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	struct inflight_slot *s = slot_for_exit(t);
@@ -381,12 +381,12 @@ static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx)
  * ~40 ns to every other syscall, raw sys_enter/exit ~140 ns. */
 #define SYSCALL(name, kind, op, nargs)                                        \
 	SEC("tp/syscalls/sys_enter_" #name)                                   \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)               \
+	int enter_##name(struct syscall_trace_enter *ctx)                     \
 	{                                                                     \
 		return sys_enter(ctx, kind, op, nargs);                       \
 	}                                                                     \
 	SEC("tp/syscalls/sys_exit_" #name)                                    \
-	int exit_##name(struct trace_event_raw_sys_exit *ctx)                 \
+	int exit_##name(struct syscall_trace_exit *ctx)                       \
 	{                                                                     \
 		return sys_exit(ctx);                                         \
 	}
@@ -438,7 +438,7 @@ SYSCALL(finit_module, BW_EV_MODULE, BW_OP_FINIT_MODULE, 3)
 SYSCALL(delete_module, BW_EV_MODULE, BW_OP_DELETE_MODULE, 2)
 
 SEC("tp/syscalls/sys_exit_setns")
-int exit_setns(struct trace_event_raw_sys_exit *ctx)
+int exit_setns(struct syscall_trace_exit *ctx)
 {
 	return sys_exit(ctx);
 }

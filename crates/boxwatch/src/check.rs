@@ -34,7 +34,9 @@ pub fn run(verbose: bool, btf: Option<PathBuf>) -> bool {
                 println!("         (the kernel's own {KERNEL_BTF} exists too; --btf takes precedence)");
             } else {
                 println!(
-                    "         the kernel exposes no BTF of its own: programs that need it (BTF-typed task                      pointers, tp_btf, fentry, lsm) are refused and reported below"
+                    "         the kernel exposes no BTF of its own: --btf only resolves CO-RE relocations, and \
+                     boxwatch's hooks also need the kernel's BTF (BTF-typed task pointers, tp_btf): see the \
+                     monitor line below"
                 );
             }
         }
