@@ -21,5 +21,6 @@ pub mod tracefs;
 
 pub use error::Error;
 pub use loader::{
-    Coverage, HookReport, HookStatus, InflightStore, Monitor, MonitorConfig, REFUSE_PROGRAM_ENV, RingReader,
+    Coverage, FilterTamper, HookReport, HookStatus, InflightStore, Monitor, MonitorConfig,
+    REFUSE_PROGRAM_ENV, RingReader,
 };

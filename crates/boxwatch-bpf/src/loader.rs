@@ -7,10 +7,12 @@
 //! attributed) are fatal.
 
 use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -192,6 +194,56 @@ impl Coverage {
     }
 }
 
+/// A difference between the kernel filter and what boxwatch wrote to it
+/// (see [`Monitor::audit_filter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterTamper {
+    /// An entry boxwatch never wrote (e.g. a container cgroup marked HOST).
+    Added { cgroup_id: u64, class: u8 },
+    /// An entry whose class was changed.
+    Changed { cgroup_id: u64, expected: u8, found: u8 },
+    /// An entry boxwatch wrote that was deleted (the cgroup passes as unknown).
+    Removed { cgroup_id: u64, expected: u8 },
+    /// `filter_gen` was rewritten (e.g. set back, to revive stale cached answers).
+    Generation { expected: u64, found: u64 },
+}
+
+impl FilterTamper {
+    /// The cgroup whose filtering was changed, if one was.
+    pub fn cgroup_id(&self) -> Option<u64> {
+        match *self {
+            FilterTamper::Added { cgroup_id, .. }
+            | FilterTamper::Changed { cgroup_id, .. }
+            | FilterTamper::Removed { cgroup_id, .. } => Some(cgroup_id),
+            FilterTamper::Generation { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FilterTamper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let class = |c: u8| match c {
+            boxwatch_abi::cgroup_class::CONTAINER => "CONTAINER".to_string(),
+            boxwatch_abi::cgroup_class::HOST => "HOST".to_string(),
+            other => format!("class {other}"),
+        };
+        match *self {
+            FilterTamper::Added { cgroup_id, class: c } => {
+                write!(f, "cgroup {cgroup_id} added as {}", class(c))
+            }
+            FilterTamper::Changed { cgroup_id, expected, found } => {
+                write!(f, "cgroup {cgroup_id} changed from {} to {}", class(expected), class(found))
+            }
+            FilterTamper::Removed { cgroup_id, expected } => {
+                write!(f, "cgroup {cgroup_id} ({}) removed", class(expected))
+            }
+            FilterTamper::Generation { expected, found } => {
+                write!(f, "filter generation set to {found} (boxwatch wrote {expected})")
+            }
+        }
+    }
+}
+
 /// The loaded and attached monitor.
 pub struct Monitor {
     skel: MonitorSkel<'static>,
@@ -199,6 +251,10 @@ pub struct Monitor {
     coverage: Coverage,
     /// Last generation written to the kernel's `filter_gen` (see `bump_filter_gen`).
     filter_gen: AtomicU64,
+    /// What boxwatch wrote to `cgroup_filter`: the kernel's copy is audited
+    /// against it ([`Monitor::audit_filter`]). Held across each map change, so
+    /// an audit never sees a change half made.
+    filter_shadow: Mutex<HashMap<u64, u8>>,
     /// The kernel's `reader_state` in its mmap'd data section (see [`RingReader`]).
     reader_state: Option<NonNull<u32>>,
     /// How long the reader naps after a drain that found records (`reader_naps`).
@@ -483,7 +539,15 @@ impl Monitor {
             skel.maps.data_consumer_data.as_deref_mut().map(|d| NonNull::from(&mut d.reader_state));
         let nap = (cfg.reader_naps && cfg.wakeup_interval_ns > 0)
             .then(|| Duration::from_nanos(cfg.wakeup_interval_ns));
-        Ok(Monitor { skel, links, coverage, filter_gen: AtomicU64::new(0), reader_state, nap })
+        Ok(Monitor {
+            skel,
+            links,
+            coverage,
+            filter_gen: AtomicU64::new(0),
+            filter_shadow: Mutex::new(HashMap::new()),
+            reader_state,
+            nap,
+        })
     }
 
     pub fn coverage(&self) -> &Coverage {
@@ -492,20 +556,96 @@ impl Monitor {
 
     /// Classify a cgroup for the in-kernel filter (`boxwatch_abi::cgroup_class`).
     pub fn set_cgroup_class(&self, cgroup_id: u64, class: u8) -> Result<(), Error> {
+        let mut shadow = self.filter_shadow.lock().unwrap_or_else(|p| p.into_inner());
         self.skel
             .maps
             .cgroup_filter
             .update(&cgroup_id.to_ne_bytes(), &[class], MapFlags::ANY)
             .map_err(|source| Error::Map { map: "cgroup_filter", op: "update", source })?;
+        shadow.insert(cgroup_id, class);
         self.bump_filter_gen()
     }
 
     /// Forget a removed cgroup.
     pub fn forget_cgroup(&self, cgroup_id: u64) {
+        let mut shadow = self.filter_shadow.lock().unwrap_or_else(|p| p.into_inner());
+        shadow.remove(&cgroup_id);
         // Absent already is fine: the cgroup may never have been classified.
         let _ = self.skel.maps.cgroup_filter.delete(&cgroup_id.to_ne_bytes());
         // A failure leaves at most a stale answer for an id that no task uses any more.
         let _ = self.bump_filter_gen();
+    }
+
+    /// Compare the kernel's `cgroup_filter` and `filter_gen` with what boxwatch
+    /// wrote, put back what differs, and say what was found. Anything found was
+    /// written by someone else: a process that opened the map by id (a
+    /// privileged container can) to hide its cgroup from the monitor.
+    pub fn audit_filter(&self) -> Result<Vec<FilterTamper>, Error> {
+        let shadow = self.filter_shadow.lock().unwrap_or_else(|p| p.into_inner());
+        let map = &self.skel.maps.cgroup_filter;
+        let mut found = Vec::new();
+        let mut seen = HashSet::new();
+        for key in map.keys() {
+            let Some(id) = key.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes) else {
+                continue;
+            };
+            let value = map.lookup(&key, MapFlags::ANY).map_err(|source| Error::Map {
+                map: "cgroup_filter",
+                op: "lookup",
+                source,
+            })?;
+            let Some(class) = value.and_then(|v| v.first().copied()) else { continue };
+            seen.insert(id);
+            match shadow.get(&id) {
+                None => found.push(FilterTamper::Added { cgroup_id: id, class }),
+                Some(&want) if want != class => {
+                    found.push(FilterTamper::Changed { cgroup_id: id, expected: want, found: class })
+                }
+                Some(_) => {}
+            }
+        }
+        for (&id, &want) in shadow.iter() {
+            if !seen.contains(&id) {
+                found.push(FilterTamper::Removed { cgroup_id: id, expected: want });
+            }
+        }
+        let ours = self.filter_gen.load(Ordering::SeqCst);
+        let kernel_gen = self
+            .skel
+            .maps
+            .data_filter_gen
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| Error::Map { map: "filter_gen", op: "lookup", source })?
+            .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes));
+        if let Some(g) = kernel_gen
+            && g != ours
+        {
+            found.push(FilterTamper::Generation { expected: ours, found: g });
+            // Past both values, so no per-CPU cache entry filled at either stays valid.
+            self.filter_gen.store(ours.max(g), Ordering::SeqCst);
+        }
+        for t in &found {
+            let r = match *t {
+                FilterTamper::Added { cgroup_id, .. } => map.delete(&cgroup_id.to_ne_bytes()),
+                FilterTamper::Changed { cgroup_id, expected, .. }
+                | FilterTamper::Removed { cgroup_id, expected } => {
+                    map.update(&cgroup_id.to_ne_bytes(), &[expected], MapFlags::ANY)
+                }
+                FilterTamper::Generation { .. } => Ok(()),
+            };
+            r.map_err(|source| Error::Map { map: "cgroup_filter", op: "restore", source })?;
+        }
+        if !found.is_empty() {
+            self.bump_filter_gen()?;
+        }
+        Ok(found)
+    }
+
+    /// The ids of boxwatch's own filter maps, as `bpftool map show id N` names them
+    /// (for alerts about them).
+    pub fn filter_map_ids(&self) -> (u32, u32) {
+        let id = |m: &dyn MapCore| m.info().map(|i| i.info.id).unwrap_or(0);
+        (id(&self.skel.maps.cgroup_filter), id(&self.skel.maps.data_filter_gen))
     }
 
     /// Invalidate the kernel's per-CPU cache of `cgroup_filter` answers: called after

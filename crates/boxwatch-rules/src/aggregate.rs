@@ -1,12 +1,22 @@
 //! Alert aggregation and rate limiting, so one noisy container cannot drown
-//! the rest and a loop does not produce ten thousand identical alerts.
+//! the rest, cannot silence a rule for the others, and a loop does not
+//! produce ten thousand identical alerts.
 //!
 //! - **Folding**: the first alert of a key (rule, container, executable, file
 //!   or peer) goes out at once; identical ones within `window_ns` are counted,
 //!   and when the window closes one summary alert carries
 //!   `boxwatch.aggregate.count`, `…first_time` and `…last_time`.
-//! - **Rate limits**: token buckets per rule and per container. An alert over a
-//!   limit is suppressed and counted per rule and per container.
+//! - **Priority bands**: Emergency, Alert, Critical and Error alerts are never
+//!   rate-limited (only folded when identical, so the first of each key always
+//!   goes out). Warning, and Notice-and-below, each have their own budgets, so
+//!   low-priority noise cannot use up the budget of a Warning.
+//! - **Rate limits are per tenant**: token buckets per (rule, container) and
+//!   per (container, band). A container can only exhaust its own budget; the
+//!   same rule still alerts for every other container.
+//! - **Suppression is announced in-band**: the first suppressed alert of a
+//!   container raises `Alerts suppressed for a container` (Warning) at once,
+//!   and while suppression goes on, one summary per window says how many
+//!   alerts of which rules were not delivered.
 //!
 //! Pure: time (`now_ns`, any monotonic clock) is passed in.
 
@@ -14,16 +24,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
-use crate::alert::Alert;
+use crate::alert::{Alert, Priority};
+
+/// The rule name of the in-band suppression notice.
+pub const SUPPRESSION_RULE: &str = "Alerts suppressed for a container";
 
 /// Tunables.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateConfig {
     /// Identical alerts within this window are folded; 0 disables folding.
     pub window_ns: u64,
-    /// Sustained alerts per second per rule (burst: 2 s worth); 0: unlimited.
+    /// Sustained alerts per second per (rule, container) for Warning and below
+    /// (burst: 2 s worth, at least 1); 0: unlimited.
     pub per_rule_per_sec: f64,
-    /// Sustained alerts per second per container (burst: 2 s worth); 0: unlimited.
+    /// Sustained alerts per second per container and priority band for Warning
+    /// and below (burst: 2 s worth, at least 1); 0: unlimited.
     pub per_container_per_sec: f64,
     /// Most distinct keys folded at once; beyond it the oldest windows close early.
     pub max_keys: usize,
@@ -36,6 +51,46 @@ impl Default for AggregateConfig {
             per_rule_per_sec: 50.0,
             per_container_per_sec: 100.0,
             max_keys: 10_000,
+        }
+    }
+}
+
+/// Why a rate is not acceptable (NaN, infinite or negative).
+pub fn check_rate(rate: f64) -> Result<(), String> {
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(format!("{rate} is not a rate: expected a finite number ≥ 0 (0: unlimited)"));
+    }
+    Ok(())
+}
+
+impl AggregateConfig {
+    /// Reject settings that would silently drop every alert.
+    pub fn validate(&self) -> Result<(), String> {
+        check_rate(self.per_rule_per_sec).map_err(|e| format!("rate per rule: {e}"))?;
+        check_rate(self.per_container_per_sec).map_err(|e| format!("rate per container: {e}"))?;
+        if self.max_keys == 0 {
+            return Err("max_keys must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Rate-limit bands: budgets are separate per band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Band {
+    /// Emergency, Alert, Critical, Error: never rate-limited.
+    Urgent,
+    Warning,
+    /// Notice, Informational, Debug.
+    Low,
+}
+
+impl Band {
+    pub fn of(p: Priority) -> Band {
+        match p {
+            Priority::Emergency | Priority::Alert | Priority::Critical | Priority::Error => Band::Urgent,
+            Priority::Warning => Band::Warning,
+            _ => Band::Low,
         }
     }
 }
@@ -56,17 +111,31 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn take(&mut self, rate: f64, now_ns: u64) -> bool {
-        let burst = rate * 2.0;
+    fn burst(rate: f64) -> f64 {
+        // At least one token, so a low rate (say 0.2/s) still lets an alert
+        // through now and then instead of never.
+        (rate * 2.0).max(1.0)
+    }
+
+    fn full(rate: f64, now_ns: u64) -> Bucket {
+        Bucket { tokens: Bucket::burst(rate), last_ns: now_ns }
+    }
+
+    fn refill(&mut self, rate: f64, now_ns: u64) {
         let elapsed = now_ns.saturating_sub(self.last_ns) as f64 / 1e9;
-        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.tokens = (self.tokens + elapsed * rate).min(Bucket::burst(rate));
         self.last_ns = now_ns;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    }
+
+    fn has(&mut self, rate: f64, now_ns: u64) -> bool {
+        self.refill(rate, now_ns);
+        self.tokens >= 1.0
+    }
+
+    fn is_full(&self, rate: f64, now_ns: u64) -> bool {
+        let mut b = *self;
+        b.refill(rate, now_ns);
+        b.tokens >= Bucket::burst(rate)
     }
 }
 
@@ -81,6 +150,10 @@ pub struct AggregateStats {
     pub suppressed_by_rule: BTreeMap<String, u64>,
     /// Suppressed by rate limits, per container id ("host" for host processes).
     pub suppressed_by_container: BTreeMap<String, u64>,
+    /// Suppressed by rate limits, per (rule, container, priority).
+    pub suppressed: BTreeMap<(String, String, Priority), u64>,
+    /// In-band `Alerts suppressed for a container` alerts emitted.
+    pub suppression_notices: u64,
 }
 
 impl AggregateStats {
@@ -89,12 +162,29 @@ impl AggregateStats {
     }
 }
 
+/// A container whose alerts are being suppressed: what to say in the next notice.
+#[derive(Debug)]
+struct Episode {
+    /// Alerts suppressed since the last notice, per rule.
+    pending: BTreeMap<String, u64>,
+    /// When the last notice went out.
+    reported_ns: u64,
+    /// The latest suppressed alert: its container fields, time and hostname
+    /// go into the notice.
+    template: Alert,
+}
+
 #[derive(Debug)]
 pub struct Aggregator {
     cfg: AggregateConfig,
     windows: HashMap<String, Window>,
-    rule_buckets: HashMap<String, Bucket>,
-    container_buckets: HashMap<String, Bucket>,
+    /// (rule, container) → bucket.
+    rule_buckets: HashMap<(String, String), Bucket>,
+    /// (container, band) → bucket.
+    container_buckets: HashMap<(String, Band), Bucket>,
+    episodes: HashMap<String, Episode>,
+    /// Last time idle buckets were dropped.
+    swept_ns: u64,
     stats: AggregateStats,
 }
 
@@ -122,6 +212,11 @@ fn container_of(a: &Alert) -> String {
     }
 }
 
+/// Fields of an alert that describe its container (kept on the notice).
+fn is_container_field(k: &str) -> bool {
+    k.starts_with("container.") || k.starts_with("k8s.") || k.starts_with("boxwatch.container.")
+}
+
 impl Aggregator {
     pub fn new(cfg: AggregateConfig) -> Aggregator {
         Aggregator {
@@ -129,6 +224,8 @@ impl Aggregator {
             windows: HashMap::new(),
             rule_buckets: HashMap::new(),
             container_buckets: HashMap::new(),
+            episodes: HashMap::new(),
+            swept_ns: 0,
             stats: AggregateStats::default(),
         }
     }
@@ -137,28 +234,116 @@ impl Aggregator {
         &self.stats
     }
 
-    fn allowed(&mut self, a: &Alert, now_ns: u64) -> bool {
-        let full = |rate: f64| Bucket { tokens: rate * 2.0, last_ns: now_ns };
+    /// Containers whose alerts are being suppressed right now.
+    pub fn suppressed_containers(&self) -> usize {
+        self.episodes.values().filter(|e| !e.pending.is_empty()).count()
+    }
+
+    /// Rate-limit state held (buckets and suppression episodes), for metrics and tests.
+    pub fn tracked_keys(&self) -> usize {
+        self.rule_buckets.len() + self.container_buckets.len() + self.episodes.len()
+    }
+
+    /// How often a suppression notice may repeat for one container.
+    fn notice_interval_ns(&self) -> u64 {
+        if self.cfg.window_ns > 0 { self.cfg.window_ns } else { 10_000_000_000 }
+    }
+
+    fn allowed(&mut self, a: &Alert, now_ns: u64, out: &mut Vec<Alert>) -> bool {
+        let band = Band::of(a.priority);
+        if band == Band::Urgent {
+            return true;
+        }
         let (rr, cr) = (self.cfg.per_rule_per_sec, self.cfg.per_container_per_sec);
         let container = container_of(a);
-        let rule_ok =
-            rr <= 0.0 || self.rule_buckets.entry(a.rule.clone()).or_insert_with(|| full(rr)).take(rr, now_ns);
-        let cont_ok = !rule_ok
-            || cr <= 0.0
-            || self.container_buckets.entry(container.clone()).or_insert_with(|| full(cr)).take(cr, now_ns);
+        // Both budgets are checked before either is spent, so an alert refused
+        // by one limit costs the other nothing.
+        let mut rule_b = (rr > 0.0).then(|| {
+            self.rule_buckets
+                .entry((a.rule.clone(), container.clone()))
+                .or_insert_with(|| Bucket::full(rr, now_ns))
+        });
+        let mut cont_b = (cr > 0.0).then(|| {
+            self.container_buckets
+                .entry((container.clone(), band))
+                .or_insert_with(|| Bucket::full(cr, now_ns))
+        });
+        let rule_ok = rule_b.as_mut().is_none_or(|b| b.has(rr, now_ns));
+        let cont_ok = cont_b.as_mut().is_none_or(|b| b.has(cr, now_ns));
         if rule_ok && cont_ok {
+            for b in [rule_b, cont_b].into_iter().flatten() {
+                b.tokens -= 1.0;
+            }
             return true;
         }
         *self.stats.suppressed_by_rule.entry(a.rule.clone()).or_default() += 1;
-        *self.stats.suppressed_by_container.entry(container).or_default() += 1;
+        *self.stats.suppressed_by_container.entry(container.clone()).or_default() += 1;
+        *self.stats.suppressed.entry((a.rule.clone(), container.clone(), a.priority)).or_default() += 1;
+        let interval = self.notice_interval_ns();
+        match self.episodes.get_mut(&container) {
+            Some(e) => {
+                *e.pending.entry(a.rule.clone()).or_default() += 1;
+                e.template = a.clone();
+                if e.pending.values().sum::<u64>() == 1 && now_ns.saturating_sub(e.reported_ns) >= interval {
+                    // Suppression starts again after a quiet spell: say so at once.
+                    self.notice(&container, now_ns, out);
+                }
+            }
+            None => {
+                let mut pending = BTreeMap::new();
+                pending.insert(a.rule.clone(), 1);
+                self.episodes
+                    .insert(container.clone(), Episode { pending, reported_ns: now_ns, template: a.clone() });
+                self.notice(&container, now_ns, out);
+            }
+        }
         false
+    }
+
+    /// Emit the suppression notice for `container` with what is pending.
+    fn notice(&mut self, container: &str, now_ns: u64, out: &mut Vec<Alert>) {
+        let Some(e) = self.episodes.get_mut(container) else { return };
+        if e.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut e.pending);
+        e.reported_ns = now_ns;
+        let count: u64 = pending.values().sum();
+        let t = &e.template;
+        let mut f: BTreeMap<&'static str, Value> = t
+            .output_fields
+            .iter()
+            .filter(|(k, _)| is_container_field(k))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let short = match field(t, "container.id") {
+            Value::String(s) => s.clone(),
+            _ => container.chars().take(12).collect(),
+        };
+        let rules: Vec<String> = pending.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+        f.insert("boxwatch.suppressed.count", json!(count));
+        f.insert("boxwatch.suppressed.rules", json!(pending));
+        out.push(Alert {
+            time: t.time.clone(),
+            rule: SUPPRESSION_RULE.to_string(),
+            priority: Priority::Warning,
+            output: format!(
+                "Alerts of a container are being rate-limited (container={short} suppressed={count} rules=[{}])",
+                rules.join(", ")
+            ),
+            output_fields: f,
+            tags: vec!["boxwatch".into(), "rate_limit".into()],
+            source: t.source,
+            hostname: t.hostname.clone(),
+        });
+        self.stats.suppression_notices += 1;
     }
 
     /// Offer one alert; what should go out now is pushed to `out`.
     pub fn offer(&mut self, a: Alert, now_ns: u64, out: &mut Vec<Alert>) {
         self.tick(now_ns, out);
         if self.cfg.window_ns == 0 {
-            if self.allowed(&a, now_ns) {
+            if self.allowed(&a, now_ns, out) {
                 out.push(a);
             }
             return;
@@ -170,7 +355,7 @@ impl Aggregator {
             self.stats.folded += 1;
             return;
         }
-        if !self.allowed(&a, now_ns) {
+        if !self.allowed(&a, now_ns, out) {
             return;
         }
         if self.windows.len() >= self.cfg.max_keys {
@@ -204,7 +389,8 @@ impl Aggregator {
         }
     }
 
-    /// Close windows that have run their course.
+    /// Close windows that have run their course, report ongoing suppression,
+    /// and forget rate-limit state that has gone idle.
     pub fn tick(&mut self, now_ns: u64, out: &mut Vec<Alert>) {
         let window = self.cfg.window_ns;
         let done: Vec<String> = self
@@ -218,134 +404,60 @@ impl Aggregator {
                 self.summary(w, out);
             }
         }
+        let interval = self.notice_interval_ns();
+        let due: Vec<String> = self
+            .episodes
+            .iter()
+            .filter(|(_, e)| now_ns.saturating_sub(e.reported_ns) >= interval)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in due {
+            if self.episodes.get(&c).is_some_and(|e| e.pending.is_empty()) {
+                self.episodes.remove(&c);
+            } else {
+                self.notice(&c, now_ns, out);
+            }
+        }
+        if now_ns.saturating_sub(self.swept_ns) >= 1_000_000_000 {
+            self.swept_ns = now_ns;
+            // A bucket that has refilled completely is the same as no bucket.
+            let (rr, cr) = (self.cfg.per_rule_per_sec, self.cfg.per_container_per_sec);
+            self.rule_buckets.retain(|_, b| !b.is_full(rr, now_ns));
+            self.container_buckets.retain(|_, b| !b.is_full(cr, now_ns));
+        }
     }
 
-    /// A container is gone: drop its rate-limit bucket and its suppression count, so per-container
-    /// state does not grow with every container ever seen. Its open folding windows close on
-    /// their own at the end of the window.
-    pub fn forget_container(&mut self, id: &str) {
-        self.container_buckets.remove(id);
-        self.stats.suppressed_by_container.remove(id);
+    /// A container went away: drop its rate-limit state (its pending
+    /// suppression count is reported first, so nothing goes unsaid).
+    pub fn forget_container(&mut self, full_id: &str, now_ns: u64, out: &mut Vec<Alert>) {
+        self.notice(full_id, now_ns, out);
+        self.episodes.remove(full_id);
+        self.rule_buckets.retain(|(_, c), _| c != full_id);
+        self.container_buckets.retain(|(c, _), _| c != full_id);
+        // Its `/metrics` series go with it; the per-rule totals stay.
+        self.stats.suppressed_by_container.remove(full_id);
+        self.stats.suppressed.retain(|(_, c, _), _| c != full_id);
     }
 
-    /// Per-container entries held (rate-limit buckets, suppression counts).
+    /// Per-container entries held (rate-limit buckets, suppression episodes and counts).
     pub fn container_entries(&self) -> usize {
-        self.container_buckets.len() + self.stats.suppressed_by_container.len()
+        self.container_buckets.len() + self.episodes.len() + self.stats.suppressed_by_container.len()
     }
 
-    /// Shutdown: close every window.
+    /// Shutdown: close every window and report pending suppression.
     pub fn flush(&mut self, out: &mut Vec<Alert>) {
         let mut all: Vec<Window> = self.windows.drain().map(|(_, w)| w).collect();
         all.sort_by_key(|w| w.opened_ns);
         for w in all {
             self.summary(w, out);
         }
+        let pending: Vec<String> = self.episodes.keys().cloned().collect();
+        for c in pending {
+            let at = self.episodes.get(&c).map_or(0, |e| e.reported_ns);
+            self.notice(&c, at, out);
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::alert::Priority;
-
-    fn alert(rule: &str, container: &str, file: &str, t: u64) -> Alert {
-        let mut f = std::collections::BTreeMap::new();
-        f.insert("boxwatch.container.full_id", json!(container));
-        f.insert("fd.name", json!(file));
-        Alert {
-            time: format!("t{t}"),
-            rule: rule.into(),
-            priority: Priority::Warning,
-            output: "x".into(),
-            output_fields: f,
-            tags: vec![],
-            source: "syscall",
-            hostname: "h".into(),
-        }
-    }
-
-    const S: u64 = 1_000_000_000;
-
-    #[test]
-    fn identical_alerts_fold_into_one_summary() {
-        let mut g = Aggregator::new(AggregateConfig {
-            per_rule_per_sec: 0.0,
-            per_container_per_sec: 0.0,
-            ..Default::default()
-        });
-        let mut out = Vec::new();
-        for i in 0..100 {
-            g.offer(alert("r", "c1", "/etc/shadow", i), i * S / 100, &mut out);
-        }
-        g.offer(alert("r", "c1", "/etc/other", 1), S, &mut out);
-        assert_eq!(out.len(), 2, "first of each key goes out at once");
-        g.tick(11 * S, &mut out);
-        assert_eq!(out.len(), 3);
-        let s = &out[2];
-        assert_eq!(s.output_fields["boxwatch.aggregate.count"], 100);
-        assert_eq!(s.output_fields["boxwatch.aggregate.first_time"], "t0");
-        assert_eq!(s.output_fields["boxwatch.aggregate.last_time"], "t99");
-        assert!(s.output.contains("repeated: 100 times"));
-        assert_eq!(g.stats().folded, 99);
-        assert_eq!(g.stats().summaries, 1, "a key seen once gets no summary");
-    }
-
-    #[test]
-    fn a_noisy_container_is_rate_limited_without_silencing_others() {
-        let cfg = AggregateConfig {
-            window_ns: 0,
-            per_rule_per_sec: 0.0,
-            per_container_per_sec: 10.0,
-            ..Default::default()
-        };
-        let mut g = Aggregator::new(cfg);
-        let mut out = Vec::new();
-        for i in 0..1000 {
-            g.offer(alert("r", "noisy", &format!("/f{i}"), i), i * S / 1000, &mut out);
-        }
-        let noisy = out.len();
-        assert!((28..=30).contains(&noisy), "burst of 20 (2 s at 10/s) plus ~10 refilled over 1 s: {noisy}");
-        g.offer(alert("r", "quiet", "/etc/x", 0), S, &mut out);
-        assert_eq!(out.len(), noisy + 1, "another container still alerts");
-        assert_eq!(g.stats().suppressed_by_container["noisy"], 1000 - noisy as u64);
-        assert_eq!(g.stats().suppressed(), 1000 - noisy as u64);
-    }
-
-    #[test]
-    fn flush_emits_pending_summaries() {
-        let mut g = Aggregator::new(AggregateConfig::default());
-        let mut out = Vec::new();
-        g.offer(alert("r", "c", "/a", 1), 0, &mut out);
-        g.offer(alert("r", "c", "/a", 2), 1, &mut out);
-        g.flush(&mut out);
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[1].output_fields["boxwatch.aggregate.count"], 2);
-    }
-
-    #[test]
-    fn per_container_state_goes_with_the_container() {
-        let mut g = Aggregator::new(AggregateConfig {
-            window_ns: 0,
-            per_rule_per_sec: 0.0,
-            per_container_per_sec: 1.0,
-            ..AggregateConfig::default()
-        });
-        let mut out = Vec::new();
-        for c in 0..100 {
-            for i in 0..5 {
-                g.offer(alert("r", &format!("c{c}"), "/etc/x", i), i, &mut out);
-            }
-        }
-        assert_eq!(out.len(), 200, "burst of 2 per container");
-        assert_eq!(g.stats().suppressed(), 300);
-        assert_eq!(g.container_entries(), 200, "a bucket and a count per container");
-        for c in 0..100 {
-            g.forget_container(&format!("c{c}"));
-        }
-        assert_eq!(g.container_entries(), 0);
-        assert_eq!(g.stats().suppressed(), 300, "the per-rule totals stay");
-        // A new container with a reused name starts with a full bucket.
-        g.offer(alert("r", "c1", "/etc/x", 9), 9, &mut out);
-        assert_eq!(out.len(), 201);
-    }
-}
+mod tests;

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::limits;
+
 /// boxwatch: eBPF runtime-security monitor for containers.
 ///
 /// Watches exec, file, network, privilege and namespace syscalls of every
@@ -99,7 +101,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 24)]
     pub log_max_age_hours: u64,
     /// Rotated log files kept (`alerts.jsonl.1` … `.N`).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 5, value_parser = limits::parser(limits::log_keep))]
     pub log_keep: u32,
     /// Trace host processes too (no in-kernel cgroup filter).
     #[arg(long)]
@@ -108,14 +110,14 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "module")]
     pub host_events: Vec<String>,
     /// Upper bound on event delivery latency (ring-buffer poll interval), ms.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    #[arg(long, default_value_t = 10, value_parser = limits::parser(limits::latency_ms))]
     pub latency_ms: u64,
     /// Capacity of the queue between the ring-buffer reader and processing.
-    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(64..=16_777_216))]
+    #[arg(long, default_value_t = 8192, value_parser = limits::parser(limits::queue))]
     pub queue: u64,
     /// Kernel ring-buffer size in MiB (a power of two). Larger absorbs longer
     /// bursts without drops; it is mapped into the daemon and counts twice in its RSS.
-    #[arg(long, default_value_t = 2, value_parser = parse_ringbuf_mib)]
+    #[arg(long, default_value_t = 2, value_parser = limits::parser(limits::ringbuf_mib))]
     pub ringbuf_mib: u32,
     /// Do not enable the raw_tp/sys_enter fallback for missing module tracepoints
     /// (saves ~100 ns on every syscall here, `scripts/bench.sh` measured; loses module-load
@@ -139,7 +141,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub webhook_ca: Option<PathBuf>,
     /// Alerts the webhook output may queue while the receiver is slow or down.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = limits::parser(limits::output_queue))]
     pub webhook_queue: usize,
     /// Send every alert to syslog as RFC 5424 with the Falco JSON as message:
     /// `udp://host:514`, `tcp://host:601` (octet-counted framing) or `unix:///dev/log`.
@@ -149,7 +151,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "local0", value_parser = boxwatch_outputs::syslog::parse_facility)]
     pub syslog_facility: u8,
     /// Alerts the syslog output may queue while the collector is slow or down.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = limits::parser(limits::output_queue))]
     pub syslog_queue: usize,
     /// Publish every alert (Falco JSON) to this NATS server: `nats://[user:pass@]host:4222`.
     #[arg(long, env = "BOXWATCH_NATS")]
@@ -161,7 +163,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub nats_jetstream: bool,
     /// Alerts the NATS output may queue while the server is slow or down.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = limits::parser(limits::output_queue))]
     pub nats_queue: usize,
     /// Also keep every alert in this SQLite database (WAL), queried with `boxwatch alerts --db`.
     #[arg(long, env = "BOXWATCH_HISTORY")]
@@ -181,13 +183,15 @@ pub struct RunArgs {
     pub no_default_rules: bool,
     /// Fold identical alerts (same rule, container, executable, file or peer) seen
     /// within this many seconds into one summary with a count; 0 turns folding off.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = limits::parser(limits::aggregate_window))]
     pub aggregate_window: u64,
-    /// Most alerts per second per rule (bursts of 2 s); 0: unlimited. Suppressed alerts are counted.
-    #[arg(long, default_value_t = 50.0)]
+    /// Most alerts per second per rule and container, for Warning and below (bursts of 2 s);
+    /// 0: unlimited. Error and above are never rate-limited. Suppressed alerts are counted.
+    #[arg(long, default_value_t = 50.0, value_parser = limits::parser(limits::rate))]
     pub rate_per_rule: f64,
-    /// Most alerts per second per container (bursts of 2 s); 0: unlimited.
-    #[arg(long, default_value_t = 100.0)]
+    /// Most alerts per second per container and priority band (Warning; Notice and below),
+    /// bursts of 2 s; 0: unlimited.
+    #[arg(long, default_value_t = 100.0, value_parser = limits::parser(limits::rate))]
     pub rate_per_container: f64,
     /// containerd socket(s) to ask for container names, images, pods and labels
     /// (repeatable; default: the usual containerd, k3s, microk8s and docker paths).
@@ -206,10 +210,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_metrics: bool,
     /// Stop after this many seconds (0: run until SIGINT/SIGTERM).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = limits::parser(limits::duration_secs))]
     pub duration: u64,
     /// Print a stats line to stderr every N seconds (0: only at exit).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = limits::parser(limits::stats_interval))]
     pub stats_interval: u64,
 }
 
@@ -281,12 +285,4 @@ pub struct AlertsArgs {
 pub struct PsArgs {
     /// Only the container whose id starts with this.
     pub container: Option<String>,
-}
-
-fn parse_ringbuf_mib(s: &str) -> Result<u32, String> {
-    let n: u32 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
-    if !(1..=1024).contains(&n) || !n.is_power_of_two() {
-        return Err(format!("{n} is not a power of two between 1 and 1024"));
-    }
-    Ok(n)
 }

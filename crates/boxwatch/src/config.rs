@@ -14,6 +14,7 @@ use serde::Deserialize;
 use boxwatch_outputs::{OutputsConfig, history, logfile, nats, stdout, syslog, webhook};
 
 use crate::cli::{OutputFormat, RunArgs, StdoutContent};
+use crate::limits::de;
 
 /// The default location; a missing file there is fine, a missing `--config` file is not.
 pub const DEFAULT_PATH: &str = "/etc/boxwatch/boxwatch.toml";
@@ -71,6 +72,7 @@ pub struct Output {
     /// Rotate after this many hours of writing (0: never).
     pub max_age_hours: Option<u64>,
     /// Rotated files kept.
+    #[serde(default, deserialize_with = "de::log_keep")]
     pub keep: Option<u32>,
 }
 
@@ -87,8 +89,11 @@ pub struct Filter {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kernel {
+    #[serde(default, deserialize_with = "de::latency_ms")]
     pub latency_ms: Option<u64>,
+    #[serde(default, deserialize_with = "de::ringbuf_mib")]
     pub ringbuf_mib: Option<u32>,
+    #[serde(default, deserialize_with = "de::queue")]
     pub queue: Option<u64>,
     pub syscall_fallback: Option<bool>,
     pub btf: Option<PathBuf>,
@@ -124,6 +129,7 @@ pub struct Metrics {
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     pub url: Option<String>,
+    #[serde(default, deserialize_with = "de::output_queue")]
     pub queue: Option<usize>,
     /// PEM file of extra CA certificates for https:// receivers.
     pub ca_file: Option<PathBuf>,
@@ -137,6 +143,7 @@ pub struct Syslog {
     pub target: Option<String>,
     /// `local0` … `local7`, `daemon`, …, or 0-23.
     pub facility: Option<String>,
+    #[serde(default, deserialize_with = "de::output_queue")]
     pub queue: Option<usize>,
 }
 
@@ -147,6 +154,7 @@ pub struct Nats {
     pub url: Option<String>,
     pub subject: Option<String>,
     pub jetstream: Option<bool>,
+    #[serde(default, deserialize_with = "de::output_queue")]
     pub queue: Option<usize>,
 }
 
@@ -154,8 +162,11 @@ pub struct Nats {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Aggregate {
+    #[serde(default, deserialize_with = "de::aggregate_window")]
     pub window_secs: Option<u64>,
+    #[serde(default, deserialize_with = "de::rate")]
     pub rate_per_rule: Option<f64>,
+    #[serde(default, deserialize_with = "de::rate")]
     pub rate_per_container: Option<f64>,
 }
 
@@ -242,13 +253,6 @@ pub fn apply(args: &mut RunArgs, m: &ArgMatches, path: &Path, f: File) -> Result
     set!("history_max_age_days", args.history_max_age_days, f.history.max_age_days);
     set!("rate_per_rule", args.rate_per_rule, f.aggregate.rate_per_rule);
     set!("rate_per_container", args.rate_per_container, f.aggregate.rate_per_container);
-    if !(1..=1024).contains(&args.ringbuf_mib) || !args.ringbuf_mib.is_power_of_two() {
-        anyhow::bail!(
-            "{}: kernel.ringbuf_mib = {}: must be a power of two from 1 to 1024",
-            path.display(),
-            args.ringbuf_mib
-        );
-    }
     Ok(())
 }
 
@@ -329,5 +333,30 @@ mod tests {
         let f = parse(p, "[webhook]\nurl = \"http://h:2801/\"\n[aggregate]\nwindow_secs = 0\n").unwrap();
         assert_eq!(f.webhook.url.as_deref(), Some("http://h:2801/"));
         assert_eq!(f.aggregate.window_secs, Some(0));
+    }
+
+    /// Defect #14.6: the file skipped the command line's range checks.
+    #[test]
+    fn the_file_is_range_checked_like_the_command_line() {
+        let p = Path::new("/etc/boxwatch/boxwatch.toml");
+        for (text, at, what) in [
+            ("[kernel]\nlatency_ms = 0\n", "2:14:", "latency_ms"),
+            ("[kernel]\nqueue = 0\n", "2:9:", "queue"),
+            ("[kernel]\nringbuf_mib = 3\n", "2:15:", "power of two"),
+            ("[aggregate]\nrate_per_rule = nan\n", "2:17:", "not a rate"),
+            ("[aggregate]\nrate_per_container = -2.0\n", "2:22:", "not a rate"),
+            ("[webhook]\nqueue = 0\n", "2:9:", "queue"),
+            ("[output]\nkeep = 0\n", "2:8:", "log_keep"),
+        ] {
+            let e = parse(p, text).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("/etc/boxwatch/boxwatch.toml:{at}")) && e.contains(what),
+                "{text:?}: {e}"
+            );
+        }
+        assert_eq!(
+            parse(p, "[aggregate]\nrate_per_rule = 0.2\n").unwrap().aggregate.rate_per_rule,
+            Some(0.2)
+        );
     }
 }

@@ -170,7 +170,9 @@ impl Processor<'_> {
     /// A container exited: forget what was kept per container.
     fn container_gone(&mut self, id: &str) {
         self.enrich.container_gone(id);
-        self.aggregate.forget_container(id);
+        let mut out = Vec::new();
+        self.aggregate.forget_container(id, monotonic_ns(), &mut out);
+        self.write_alerts(out.into_iter().map(|alert| Raised { alert, context: None }).collect());
         if let Some(w) = &mut self.web {
             w.container_gone(id);
         }

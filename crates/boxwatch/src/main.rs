@@ -8,6 +8,7 @@ mod clock;
 mod config;
 mod daemon;
 mod enrich;
+mod limits;
 mod log;
 mod metrics;
 mod procfs;

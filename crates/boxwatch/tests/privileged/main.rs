@@ -10,6 +10,7 @@ mod benign;
 mod enrichment;
 mod escaping;
 mod events;
+mod fairness;
 mod filtering;
 mod harness_smoke;
 mod history;
