@@ -24,7 +24,7 @@ use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, Learned, decod
 use boxwatch_outputs::{AlertContext, Outputs, Raised, SinkStat, StatKind};
 use boxwatch_rules::aggregate::{AggregateConfig, Aggregator};
 use boxwatch_rules::engine::{Input, RuleSet, Stateful, StatefulConfig};
-use boxwatch_rules::{Ancestor, Lineage};
+use boxwatch_rules::{Alert, Ancestor, Lineage, Priority};
 use boxwatch_runtime::EnricherConfig;
 use boxwatch_web::{DataPath, PublishPolicy};
 use tracing::{error, info};
@@ -41,6 +41,10 @@ use crate::web::{HistoryStore, Parts, Publisher};
 
 /// How often the container table is checked against the cgroup tree on disk.
 const RECONCILE_EVERY: Duration = Duration::from_secs(15);
+/// How often the kernel filter is compared with what boxwatch wrote to it.
+const FILTER_AUDIT_EVERY: Duration = Duration::from_secs(1);
+/// The alert raised when the kernel filter was changed by someone else.
+pub const FILTER_TAMPER_RULE: &str = "boxwatch kernel filter tampered with";
 /// How often the monotonic → wall clock offset is re-sampled (an NTP step or a suspend moves it).
 const CLOCK_RESYNC_EVERY: Duration = Duration::from_secs(10);
 /// A reader or processor heartbeat older than this fails `/healthz`.
@@ -334,6 +338,64 @@ impl Processor<'_> {
         if !found.is_empty() {
             self.tree.seed(found);
         }
+    }
+
+    /// Compare the kernel filter with what boxwatch wrote to it: a write by anyone
+    /// else (a privileged container can open the map by id and mark its own cgroup
+    /// as HOST to switch its monitoring off) is undone by the audit and raised as
+    /// a Critical alert naming the container whose filtering was changed.
+    fn audit_filter(&mut self) {
+        let found = match self.monitor.audit_filter() {
+            Ok(f) => f,
+            Err(e) => {
+                self.metrics.filter_map_errors.fetch_add(1, Ordering::Relaxed);
+                error!("auditing the kernel filter: {e}");
+                return;
+            }
+        };
+        if found.is_empty() {
+            return;
+        }
+        self.metrics.filter_tampers.fetch_add(found.len() as u64, Ordering::Relaxed);
+        let wall_ns = self.clock.wall_ns(monotonic_ns());
+        let (map_id, gen_id) = self.monitor.filter_map_ids();
+        let mut out = Vec::new();
+        for t in found {
+            let container = t.cgroup_id().and_then(|id| self.table.lookup(id).flatten().cloned());
+            let mut f = std::collections::BTreeMap::new();
+            f.insert("boxwatch.tamper", serde_json::json!(t.to_string()));
+            f.insert("boxwatch.tamper.map_ids", serde_json::json!([map_id, gen_id]));
+            f.insert("boxwatch.cgroup_id", serde_json::json!(t.cgroup_id()));
+            f.insert("boxwatch.rule.class", serde_json::json!("escape"));
+            let short = match &container {
+                Some(c) => {
+                    f.insert("container.id", serde_json::json!(c.id.chars().take(12).collect::<String>()));
+                    f.insert("boxwatch.container.full_id", serde_json::json!(c.id));
+                    c.id.chars().take(12).collect::<String>()
+                }
+                None => {
+                    f.insert("container.id", serde_json::json!("host"));
+                    "host".to_string()
+                }
+            };
+            out.push(Raised {
+                alert: Alert {
+                    time: boxwatch_rules::time::rfc3339_ns(wall_ns),
+                    rule: FILTER_TAMPER_RULE.to_string(),
+                    priority: Priority::Critical,
+                    output: format!(
+                        "boxwatch's in-kernel filter was changed by another process and has been restored \
+                         ({t} container={short} maps={map_id},{gen_id})"
+                    ),
+                    output_fields: f,
+                    tags: vec!["boxwatch".into(), "tamper".into(), "escape".into(), "T1562.001".into()],
+                    source: "syscall",
+                    hostname: self.hostname.clone(),
+                },
+                context: None,
+            });
+        }
+        self.write_alerts(out);
     }
 
     /// Compare the table with the cgroup tree on disk: a cgroup_rmdir record can be
@@ -756,6 +818,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         let mut last_flush = Instant::now();
         let mut last_stats = Instant::now();
         let mut last_reconcile = Instant::now();
+        let mut last_audit = Instant::now();
         let mut last_published = Instant::now();
         loop {
             // An alert goes out as soon as the queue runs dry (events alone wait for the
@@ -798,6 +861,10 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
             }
             if reload.load(Ordering::Relaxed) && reload.swap(false, Ordering::Relaxed) {
                 p.reload_rules();
+            }
+            if last_audit.elapsed() >= FILTER_AUDIT_EVERY {
+                p.audit_filter();
+                last_audit = Instant::now();
             }
             if last_reconcile.elapsed() >= RECONCILE_EVERY {
                 p.reconcile_cgroups(p.clock.wall_ns(monotonic_ns()));

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub alerts: Mutex<BTreeMap<(String, String), u64>>,
     pub output_write_errors: AtomicU64,
     pub filter_map_errors: AtomicU64,
+    /// Foreign writes to the kernel filter found (and undone) by the periodic audit.
+    pub filter_tampers: AtomicU64,
     /// cgroups found gone by the periodic check (their rmdir record was lost).
     pub cgroups_reconciled: AtomicU64,
     pub containers: AtomicU64,
@@ -273,6 +275,12 @@ impl Collector for DaemonCollector {
         )?;
         counter(
             e,
+            "boxwatch_filter_tampers",
+            "Writes to the in-kernel cgroup filter not made by boxwatch, found and undone by its audit.",
+            l(&m.filter_tampers),
+        )?;
+        counter(
+            e,
             "boxwatch_cgroups_reconciled",
             "cgroups found removed by the periodic check (rmdir record lost).",
             l(&m.cgroups_reconciled),
@@ -481,6 +489,7 @@ mod tests {
         }
         for n in [
             "boxwatch_filter_map_errors_total",
+            "boxwatch_filter_tampers_total",
             "boxwatch_cgroups_reconciled_total",
             "boxwatch_received_total",
             "boxwatch_containers",

@@ -28,4 +28,5 @@ mod rule_triggers_fs;
 mod rule_triggers_net;
 mod rules_reload;
 mod slice;
+mod tamper;
 mod webhook;
