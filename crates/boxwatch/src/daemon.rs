@@ -22,7 +22,7 @@ use boxwatch_bpf::{Monitor, MonitorConfig};
 use boxwatch_model::process::{Entry, ProcessTree};
 use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, Learned, decode};
 use boxwatch_rules::aggregate::{AggregateConfig, Aggregator};
-use boxwatch_rules::engine::{Input, RuleSet, Stateful, StatefulConfig};
+use boxwatch_rules::engine::{Detectors, Input, Stateful, StatefulConfig};
 use boxwatch_rules::{Alert, Ancestor, Lineage};
 use boxwatch_runtime::EnricherConfig;
 
@@ -76,11 +76,11 @@ struct Processor<'m> {
     unresolved: HashSet<u64>,
     sinks: Sinks,
     enrich: Enrichment,
-    rules: RuleSet,
+    /// The rule set (`rules`), the stateful detections, and whatever else raises alerts.
+    detectors: Detectors,
     rule_sources: RuleSources,
     reload_cfg: Reload,
     aggregate: Aggregator,
-    stateful: Stateful,
     clock: WallClock,
     hostname: String,
     all_processes: bool,
@@ -186,8 +186,7 @@ impl Processor<'_> {
                 wall_ns,
                 hostname: &self.hostname,
             };
-            self.rules.evaluate(&input, &mut alerts);
-            self.stateful.observe(&input, &mut alerts);
+            self.detectors.observe(&input, &mut alerts);
         }
         if !alerts.is_empty() {
             let lineage = self.lineage(p.pid, p.start_ns);
@@ -312,13 +311,18 @@ impl Processor<'_> {
         match self.rule_sources.load() {
             Ok(set) => {
                 eprintln!("boxwatch: rules reloaded: {} rules", set.len());
-                self.rules = set;
+                self.detectors.replace(Box::new(set));
             }
             Err(e) => eprintln!(
                 "boxwatch: rules reload failed; keeping the {} rules in force: {e:#}",
-                self.rules.len()
+                self.rule_count()
             ),
         }
+    }
+
+    /// Rules of the YAML rule set in force.
+    fn rule_count(&self) -> usize {
+        self.detectors.get("rules").map_or(0, |d| d.rules().len())
     }
 
     /// Copy the table and tree sizes into the metrics.
@@ -473,6 +477,9 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
     eprintln!("boxwatch: compiling rules…");
     let rules = rule_sources.load().context("load detection rules")?;
     let rules_ms = t_rules.elapsed().as_millis();
+    let mut detectors = Detectors::new();
+    detectors.push(Box::new(rules));
+    detectors.push(Box::new(Stateful::new(StatefulConfig::default())));
     let mut p = Processor {
         monitor: &monitor,
         metrics: &metrics,
@@ -486,7 +493,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         alerts_unflushed: false,
         unresolved: HashSet::new(),
         sinks,
-        rules,
+        detectors,
         rule_sources,
         reload_cfg,
         aggregate: Aggregator::new(AggregateConfig {
@@ -495,7 +502,6 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
             per_container_per_sec: args.rate_per_container,
             ..AggregateConfig::default()
         }),
-        stateful: Stateful::new(StatefulConfig::default()),
         enrich: Enrichment::start((!args.no_runtime_lookup).then(|| EnricherConfig {
             containerd_sockets: if args.containerd_socket.is_empty() {
                 EnricherConfig::default().containerd_sockets
@@ -542,7 +548,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         } else {
             format!(" [{}] (reasons: boxwatch check)", degraded.join(", "))
         },
-        p.rules.len(),
+        p.rule_count(),
         p.table.containers().count(),
         p.table.cgroup_count(),
         args.log_dir.display(),

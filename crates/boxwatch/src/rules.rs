@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use boxwatch_rules::engine::{RuleError, RuleSet, Stateful, StatefulConfig};
+use boxwatch_rules::engine::{Detector, RuleError, RuleSet, Stateful, StatefulConfig};
 
 use crate::cli::{RulesArgs, RulesCommand};
 
@@ -87,8 +87,8 @@ pub fn run(args: RulesArgs) -> Result<ExitCode> {
         RulesCommand::List { files, no_default_rules } => {
             let set = sources_for(&files, no_default_rules).load()?;
             println!("{:<34} {:<13} {:<20} {:<8} name / why", "id", "severity", "class", "enabled");
-            let stateful = Stateful::new(StatefulConfig::default()).rules();
-            for r in set.rules().chain(stateful.iter()) {
+            let detectors: [&dyn Detector; 2] = [&set, &Stateful::new(StatefulConfig::default())];
+            for r in detectors.iter().flat_map(|d| d.rules()) {
                 println!(
                     "{:<34} {:<13} {:<20} {:<8} {}\n{:<79}   {}  [{}]",
                     r.id,

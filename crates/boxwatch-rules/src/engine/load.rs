@@ -38,13 +38,13 @@ use std::collections::HashMap;
 
 use super::compile::{Compiler, CondSrc, MacroDef, Pred};
 use super::eval::{Template, alert_tags};
-use super::examples;
 use super::exceptions::exceptions;
 use super::fields::ALL_TYPES;
 use super::parser::Op;
 use super::yaml::{self, Mark, Node, Source};
 use super::{Class, Rule, RuleError, RuleInfo};
 use crate::alert::Priority;
+use crate::examples;
 
 const RULE_KEYS: &[&str] = &[
     "id",
