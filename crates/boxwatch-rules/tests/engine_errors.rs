@@ -162,7 +162,7 @@ fn structure_errors_are_all_collected() {
 fn yaml_and_file_errors() {
     assert_eq!(
         errors("y.yaml", "- rule: a\n  name: [x\n- rule: b\n"),
-        ["y.yaml:3:7: YAML syntax error: illegal placement of ':' indicator"]
+        ["y.yaml:3:7: YAML syntax error: did not find expected ',' or ']' while parsing a flow sequence"]
     );
     assert_eq!(
         errors("m.yaml", "rule: a\n"),
