@@ -71,6 +71,7 @@ impl Spec {
             stdio_is_socket: self.stdio_is_socket,
             wall_ns: 1_700_000_000_000_000_000,
             hostname: "example",
+            ..Input::new(&self.event)
         }
     }
 }

@@ -28,6 +28,20 @@ pub struct Input<'a> {
     pub stdio_is_socket: bool,
     /// Wall-clock time of the event, Unix ns (alert time).
     pub wall_ns: u64,
+    /// Event number, 1-based (Falco's `evt.num`).
+    pub evt_num: u64,
+    /// Parent's arguments (`proc.pcmdline`, `proc.pexe`).
+    pub parent_argv: &'a [String],
+    /// Ancestors' executables, nearest first, `""` when unknown (`proc.aexepath[N]`).
+    pub ancestor_exes: &'a [&'a str],
+    /// User and group names, from the container's own /etc/passwd and /etc/group.
+    pub user_name: Option<&'a str>,
+    pub group_name: Option<&'a str>,
+    /// Controlling terminal (`tty_nr`, 0 for none), audit login uid (-1 for none) and working
+    /// directory of the process, as read when it exec'd.
+    pub tty: Option<i64>,
+    pub loginuid: Option<i64>,
+    pub cwd: Option<&'a str>,
     pub hostname: &'a str,
 }
 
@@ -49,6 +63,14 @@ impl<'a> Input<'a> {
             entry: None,
             stdio_is_socket: false,
             wall_ns: 0,
+            evt_num: 1,
+            parent_argv: &[],
+            ancestor_exes: &[],
+            user_name: None,
+            group_name: None,
+            tty: None,
+            loginuid: None,
+            cwd: None,
             hostname: "",
         }
     }

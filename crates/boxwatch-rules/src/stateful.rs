@@ -305,6 +305,7 @@ impl Stateful {
                 tags: d.tags.iter().map(|s| s.to_string()).collect(),
                 enabled,
                 origin: "builtin:stateful".into(),
+                inert: None,
             })
             .collect()
     }

@@ -58,6 +58,7 @@ impl Detector for ThirdExec {
             tags: vec!["toy".into()],
             enabled: true,
             origin: "test".into(),
+            inert: None,
         }]
     }
 

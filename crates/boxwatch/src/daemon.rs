@@ -82,6 +82,8 @@ struct Processor<'m> {
     reload_cfg: Reload,
     aggregate: Aggregator,
     clock: WallClock,
+    /// Events given to the detectors (Falco's `evt.num`).
+    evt_num: u64,
     hostname: String,
     all_processes: bool,
     host_mask: u64,
@@ -166,6 +168,8 @@ impl Processor<'_> {
         {
             let meta = container.as_ref().and_then(|c| self.enrich.metadata(&c.id));
             let ancestors: Vec<&str> = chain.iter().map(|a| &*a.comm).collect();
+            let ancestor_exes: Vec<&str> = chain.iter().map(|a| a.exe.as_deref().unwrap_or("")).collect();
+            self.evt_num += 1;
             let entry = node.and_then(|n| n.entry).map(entry_name);
             let input = Input {
                 event: &ev,
@@ -184,6 +188,15 @@ impl Processor<'_> {
                 // Exec events carry their stdio types; the engine reads them from the event.
                 stdio_is_socket: false,
                 wall_ns,
+                evt_num: self.evt_num,
+                parent_argv: parent.map_or(&[][..], |p| &p.argv[..]),
+                ancestor_exes: &ancestor_exes,
+                // Not read yet (need /proc or kernel data at exec): `<NA>`, as in Falco.
+                user_name: None,
+                group_name: None,
+                tty: None,
+                loginuid: None,
+                cwd: None,
                 hostname: &self.hostname,
             };
             self.detectors.observe(&input, &mut alerts);
@@ -512,6 +525,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
             ..EnricherConfig::default()
         })),
         clock: WallClock::new(),
+        evt_num: 0,
         hostname: hostname(),
         all_processes: args.all_processes,
         host_mask,

@@ -103,6 +103,9 @@ pub struct RuleInfo {
     pub enabled: bool,
     /// Where it is defined (`file:line`), for humans.
     pub origin: String,
+    /// Loaded but unable to fire here, and why (event types boxwatch does not observe, a
+    /// source other than syscalls, a filter skipped with `skip-if-unknown-filter`).
+    pub inert: Option<String>,
 }
 
 /// One compiled rule.
@@ -113,9 +116,11 @@ pub(crate) struct Rule {
     output: eval::Template,
     /// `alert_tags` of the rule, computed once.
     tags: Vec<String>,
-    /// Event types it can match (bit per type id).
-    types: u64,
+    /// Event types it can match (bit per type id; unobserved types from bit 64 on).
+    types: u128,
     examples: Vec<examples::Example>,
+    /// Written in Falco's schema: the alert's output gets Falco's `time: Priority ` prefix.
+    falco: bool,
 }
 
 impl Rule {
@@ -133,7 +138,9 @@ impl Rule {
             why: &i.why,
             tags: &self.tags,
         };
-        eval::build_alert(&meta, cx, self.output.render(cx), self.output.fields(), Vec::new())
+        let text = self.output.render(cx);
+        let output = if self.falco { eval::falco_prefix(cx.input.wall_ns, i.severity) + &text } else { text };
+        eval::build_alert(&meta, cx, output, self.output.fields(), Vec::new())
     }
 }
 
@@ -180,9 +187,19 @@ impl RuleSet {
         Self::from_sources(&[(name, text)])
     }
 
-    /// Compile several rules texts (`(name, text)`) as one rule set.
+    /// Compile several rules texts (`(name, text)`) as one rule set, in order: lists, macros and
+    /// rules are shared by all of them, a later list or macro definition replaces an earlier one.
     pub fn from_sources(sources: &[(&str, &str)]) -> Result<RuleSet, Vec<RuleError>> {
-        let rules = load::load(sources)?;
+        Self::with_pack(&[], sources)
+    }
+
+    /// Compile a rule pack and the user's files after it. The pack keeps its own lists and
+    /// macros: a user file defining one of the same names (as Falco's files do) gets its own, and
+    /// the pack's rules keep their meaning; user files see their own definitions, then the
+    /// pack's, and `append` to a name only the pack defines extends the pack's.
+    pub fn with_pack(pack: &[(&str, &str)], user: &[(&str, &str)]) -> Result<RuleSet, Vec<RuleError>> {
+        let all: Vec<(&str, &str)> = pack.iter().chain(user).copied().collect();
+        let rules = load::load(&all, pack.len())?;
         let mut rs = RuleSet { rules, by_type: Vec::new() };
         rs.reindex();
         Ok(rs)
@@ -202,6 +219,11 @@ impl RuleSet {
     /// Every rule, in file order.
     pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
         self.rules.iter().map(|r| &r.info)
+    }
+
+    /// Rules that are loaded but cannot fire here, with the reason.
+    pub fn inert(&self) -> impl Iterator<Item = (&RuleInfo, &str)> {
+        self.rules.iter().filter_map(|r| r.info.inert.as_deref().map(|why| (&r.info, why)))
     }
 
     pub fn len(&self) -> usize {
@@ -259,6 +281,11 @@ impl Detector for RuleSet {
 
     fn stats(&self) -> Vec<(&'static str, u64)> {
         let enabled = self.rules.iter().filter(|r| r.info.enabled).count();
-        vec![("rules", self.rules.len() as u64), ("rules_enabled", enabled as u64)]
+        let inert = self.rules.iter().filter(|r| r.info.enabled && r.info.inert.is_some()).count();
+        vec![
+            ("rules", self.rules.len() as u64),
+            ("rules_enabled", enabled as u64),
+            ("rules_inert", inert as u64),
+        ]
     }
 }
