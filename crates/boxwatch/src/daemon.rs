@@ -33,6 +33,7 @@ use crate::config;
 use crate::enrich::Enrichment;
 use crate::metrics::{self, Metrics};
 use crate::output::Sinks;
+use crate::procfacts::ProcFacts;
 use crate::procfs::{self, CgroupIds, StartClock};
 use crate::rules::RuleSources;
 
@@ -84,6 +85,8 @@ struct Processor<'m> {
     clock: WallClock,
     /// Events given to the detectors (Falco's `evt.num`).
     evt_num: u64,
+    /// tty, loginuid, cwd and user/group names for Falco's fields, from /proc (cached).
+    facts: ProcFacts,
     hostname: String,
     all_processes: bool,
     host_mask: u64,
@@ -135,6 +138,7 @@ impl Processor<'_> {
                 if let Some(c) = self.table.forget(*id) {
                     self.sinks.container(wall_ns, "exited", &c);
                     self.enrich.container_gone(&c.id);
+                    self.facts.container_gone(&c.id);
                 }
                 return;
             }
@@ -170,6 +174,11 @@ impl Processor<'_> {
             let ancestors: Vec<&str> = chain.iter().map(|a| &*a.comm).collect();
             let ancestor_exes: Vec<&str> = chain.iter().map(|a| a.exe.as_deref().unwrap_or("")).collect();
             self.evt_num += 1;
+            // Falco's process fields not in the kernel records yet, from /proc (cached).
+            let is_exec = matches!(ev.detail, Detail::Exec { .. });
+            let facts = self.facts.of(p.pid, p.start_ns, is_exec);
+            let key = container.as_ref().map_or("host", |c| c.id.as_str());
+            let (user_name, group_name) = self.facts.names(key, p.pid, p.uid, p.gid, is_exec);
             let entry = node.and_then(|n| n.entry).map(entry_name);
             let input = Input {
                 event: &ev,
@@ -191,12 +200,11 @@ impl Processor<'_> {
                 evt_num: self.evt_num,
                 parent_argv: parent.map_or(&[][..], |p| &p.argv[..]),
                 ancestor_exes: &ancestor_exes,
-                // Not read yet (need /proc or kernel data at exec): `<NA>`, as in Falco.
-                user_name: None,
-                group_name: None,
-                tty: None,
-                loginuid: None,
-                cwd: None,
+                user_name: user_name.as_deref(),
+                group_name: group_name.as_deref(),
+                tty: facts.tty,
+                loginuid: facts.loginuid,
+                cwd: facts.cwd.as_deref(),
                 hostname: &self.hostname,
             };
             self.detectors.observe(&input, &mut alerts);
@@ -526,6 +534,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         })),
         clock: WallClock::new(),
         evt_num: 0,
+        facts: ProcFacts::default(),
         hostname: hostname(),
         all_processes: args.all_processes,
         host_mask,

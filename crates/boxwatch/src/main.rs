@@ -14,6 +14,7 @@ mod metrics;
 mod nats;
 mod outbox;
 mod output;
+mod procfacts;
 mod procfs;
 mod ps;
 mod rules;

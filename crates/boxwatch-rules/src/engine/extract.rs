@@ -402,25 +402,27 @@ impl<'i, 'a> Ctx<'i, 'a> {
                 _ => Val::None,
             },
             F::ProcAexeN(_) => Val::None,
+            // Text fields boxwatch cannot know read as Falco prints a missing value, so Falco's
+            // own guards (`not container.mount.dest[/] in ("<NA>","N/A")`) hold.
             F::EvtBuffer
             | F::ProcSname
             | F::ProcEnv
-            | F::ProcIsExeWritable
+            | F::ThreadCapPermitted
+            | F::UserLoginname
+            | F::ContainerMounts
+            | F::ContainerMountDest
+            | F::FdL4proto
+            | F::FdIpName => s("<NA>"),
+            F::ProcIsExeWritable
             | F::ProcIsExeUpperLayer
             | F::ProcIsExeFromMemfd
             | F::ProcIsVpgidLeader
             | F::ProcExeInoCtime
             | F::ProcExeInoMtime
             | F::ProcExeInoCtimeDurationProcStart
-            | F::ThreadCapPermitted
-            | F::UserLoginname
             | F::ContainerStartTs
-            | F::ContainerMounts
-            | F::ContainerMountDest
-            | F::FdL4proto
             | F::FdConnected
-            | F::FdNameChanged
-            | F::FdIpName => Val::None,
+            | F::FdNameChanged => Val::None,
         }
     }
 

@@ -8,6 +8,7 @@ mod support;
 mod benign;
 mod enrichment;
 mod events;
+mod falco_rules;
 mod filtering;
 mod harness_smoke;
 mod history;
