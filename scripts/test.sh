@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Run every boxwatch test on this machine, as root:
-#   formatting and lints, unit and fixture tests (no root needed), the
-#   privileged integration tests (real BPF programs watching real containers
-#   started through a private containerd + runc), the kernel matrix (boxwatch
-#   checked and run on other kernels booted in QEMU, scripts/kernel-matrix.sh),
-#   and a quick benchmark run.
+#   formatting and lints, unit and fixture tests (no root needed: plain
+#   `cargo test`), the privileged tier (selected with the `privileged` feature:
+#   real BPF programs watching real containers started through a private
+#   containerd + runc), the kernel matrix (boxwatch checked and run on other
+#   kernels booted in QEMU, scripts/kernel-matrix.sh), and a quick benchmark run.
 # Installs what it needs first (build deps, containerd, runc) on Debian/Ubuntu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,10 +17,14 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+# The privileged tier's test targets are built only with the `privileged` feature.
+PRIVILEGED=(--features boxwatch/privileged)
 echo "== cargo clippy -D warnings"
-cargo clippy --locked --workspace --all-targets -- -D warnings
-echo "== cargo test (unit, fixtures, privileged integration)"
+cargo clippy --locked --workspace --all-targets "${PRIVILEGED[@]}" -- -D warnings
+echo "== cargo test: unit and fixture tests (what plain \`cargo test\` runs; no root needed)"
 cargo test --locked --workspace
+echo "== cargo test: privileged tier (real BPF, real containers; root)"
+cargo test --locked -p boxwatch -p boxwatch-bpf "${PRIVILEGED[@]}" --test privileged --test inflight_store --test degrade --test filter_audit
 echo "== boxwatch check"
 target/debug/boxwatch check
 echo "== kernel matrix (this kernel + scripts/kernel-matrix/kernels.list booted in QEMU)"

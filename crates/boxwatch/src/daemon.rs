@@ -23,7 +23,7 @@ use boxwatch_model::process::{Entry, ProcessTree};
 use boxwatch_model::{ContainerRef, ContainerTable, Detail, Event, Learned, decode};
 use boxwatch_outputs::{AlertContext, Outputs, Raised, SinkStat, StatKind};
 use boxwatch_rules::aggregate::{AggregateConfig, Aggregator};
-use boxwatch_rules::engine::{Input, RuleSet, Stateful, StatefulConfig};
+use boxwatch_rules::engine::{Detectors, Input, Stateful, StatefulConfig};
 use boxwatch_rules::{Alert, Ancestor, Lineage, Priority};
 use boxwatch_runtime::EnricherConfig;
 use boxwatch_web::{DataPath, PublishPolicy};
@@ -35,6 +35,7 @@ use crate::clock::{WallClock, hostname, monotonic_ns};
 use crate::config;
 use crate::enrich::Enrichment;
 use crate::metrics::{DaemonCollector, KernelCounters, Metrics};
+use crate::procfacts::ProcFacts;
 use crate::procfs::{self, CgroupIds, StartClock};
 use crate::rules::RuleSources;
 use crate::web::{HistoryStore, Parts, Publisher};
@@ -118,12 +119,16 @@ struct Processor<'m> {
     /// Sinks and other alert subscribers: everything after the alert.
     outputs: Outputs,
     enrich: Enrichment,
-    rules: RuleSet,
+    /// The rule set (`rules`), the stateful detections, and whatever else raises alerts.
+    detectors: Detectors,
     rule_sources: RuleSources,
     reload_cfg: Reload,
     aggregate: Aggregator,
-    stateful: Stateful,
     clock: WallClock,
+    /// Events given to the detectors (Falco's `evt.num`).
+    evt_num: u64,
+    /// tty, loginuid, cwd and user/group names for Falco's fields, from /proc (cached).
+    facts: ProcFacts,
     hostname: String,
     all_processes: bool,
     host_mask: u64,
@@ -174,6 +179,7 @@ impl Processor<'_> {
     /// A container exited: forget what was kept per container.
     fn container_gone(&mut self, id: &str) {
         self.enrich.container_gone(id);
+        self.facts.container_gone(id);
         let mut out = Vec::new();
         self.aggregate.forget_container(id, monotonic_ns(), &mut out);
         self.write_alerts(out.into_iter().map(|alert| Raised { alert, context: None }).collect());
@@ -230,6 +236,13 @@ impl Processor<'_> {
         {
             let meta = container.as_ref().and_then(|c| self.enrich.metadata(&c.id));
             let ancestors: Vec<&str> = chain.iter().map(|a| &*a.comm).collect();
+            let ancestor_exes: Vec<&str> = chain.iter().map(|a| a.exe.as_deref().unwrap_or("")).collect();
+            self.evt_num += 1;
+            // Falco's process fields not in the kernel records yet, from /proc (cached).
+            let is_exec = matches!(ev.detail, Detail::Exec { .. });
+            let facts = self.facts.of(p.pid, p.start_ns, is_exec);
+            let key = container.as_ref().map_or("host", |c| c.id.as_str());
+            let (user_name, group_name) = self.facts.names(key, p.pid, p.uid, p.gid, is_exec);
             let entry = node.and_then(|n| n.entry).map(entry_name);
             let input = Input {
                 event: &ev,
@@ -248,10 +261,17 @@ impl Processor<'_> {
                 // Exec events carry their stdio types; the engine reads them from the event.
                 stdio_is_socket: false,
                 wall_ns,
+                evt_num: self.evt_num,
+                parent_argv: parent.map_or(&[][..], |p| &p.argv[..]),
+                ancestor_exes: &ancestor_exes,
+                user_name: user_name.as_deref(),
+                group_name: group_name.as_deref(),
+                tty: facts.tty,
+                loginuid: facts.loginuid,
+                cwd: facts.cwd.as_deref(),
                 hostname: &self.hostname,
             };
-            self.rules.evaluate(&input, &mut alerts);
-            self.stateful.observe(&input, &mut alerts);
+            self.detectors.observe(&input, &mut alerts);
         }
         let context = (!alerts.is_empty()).then(|| {
             let lineage = self.lineage(p.pid, p.start_ns);
@@ -444,10 +464,15 @@ impl Processor<'_> {
         match self.rule_sources.load() {
             Ok(set) => {
                 info!("rules reloaded: {} rules", set.len());
-                self.rules = set;
+                self.detectors.replace(Box::new(set));
             }
-            Err(e) => error!("rules reload failed; keeping the {} rules in force: {e:#}", self.rules.len()),
+            Err(e) => error!("rules reload failed; keeping the {} rules in force: {e:#}", self.rule_count()),
         }
+    }
+
+    /// Rules of the YAML rule set in force.
+    fn rule_count(&self) -> usize {
+        self.detectors.get("rules").map_or(0, |d| d.rules().len())
     }
 
     /// Copy the table and tree sizes into the metrics.
@@ -474,8 +499,23 @@ impl Processor<'_> {
         if let Ok(mut by) = m.suppressed_containers.lock() {
             by.clone_from(&agg.suppressed_by_container);
         }
-        if let Ok(mut st) = m.stateful.lock() {
-            *st = self.stateful.stats();
+        if let Ok(mut st) = m.stateful.lock()
+            && let Some(d) = self.detectors.get("stateful")
+        {
+            // The stateful detections report through the Detector seam, by name.
+            for (name, v) in d.stats() {
+                match name {
+                    "stateful_written_files" => st.written_files = v as usize,
+                    "stateful_setuid_files" => st.setuid_files = v as usize,
+                    "stateful_ns_processes" => st.ns_processes = v as usize,
+                    "stateful_scan_processes" => st.scan_processes = v as usize,
+                    "stateful_written_evictions" => st.written_evictions = v,
+                    "stateful_setuid_evictions" => st.setuid_evictions = v,
+                    "stateful_ns_evictions" => st.ns_evictions = v,
+                    "stateful_scan_evictions" => st.scan_evictions = v,
+                    _ => {}
+                }
+            }
         }
         if let Ok(mut en) = m.enricher.lock() {
             *en = self.enrich.stats();
@@ -655,6 +695,9 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
     info!("compiling rules…");
     let rules = rule_sources.load().context("load detection rules")?;
     let rules_ms = t_rules.elapsed().as_millis();
+    let mut detectors = Detectors::new();
+    detectors.push(Box::new(rules));
+    detectors.push(Box::new(Stateful::new(StatefulConfig::default())));
     let mut p = Processor {
         monitor: &monitor,
         metrics: &metrics,
@@ -668,7 +711,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         alerts_unflushed: false,
         unresolved: Unresolved::default(),
         outputs,
-        rules,
+        detectors,
         rule_sources,
         reload_cfg,
         aggregate: Aggregator::new(AggregateConfig {
@@ -677,7 +720,6 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
             per_container_per_sec: args.rate_per_container,
             ..AggregateConfig::default()
         }),
-        stateful: Stateful::new(StatefulConfig::default()),
         enrich: Enrichment::start((!args.no_runtime_lookup).then(|| EnricherConfig {
             containerd_sockets: if args.containerd_socket.is_empty() {
                 EnricherConfig::default().containerd_sockets
@@ -688,6 +730,8 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
             ..EnricherConfig::default()
         })),
         clock: WallClock::new(CLOCK_RESYNC_EVERY),
+        evt_num: 0,
+        facts: ProcFacts::default(),
         hostname: hostname(),
         all_processes: args.all_processes,
         host_mask,
@@ -754,7 +798,7 @@ pub fn run(args: RunArgs, reload_cfg: Reload, verbose: bool) -> Result<()> {
         } else {
             format!(" [{}] (reasons: boxwatch check)", degraded.join(", "))
         },
-        p.rules.len(),
+        p.rule_count(),
         p.table.containers().count(),
         p.table.cgroup_count(),
         args.log_dir.display(),

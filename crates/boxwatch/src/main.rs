@@ -11,6 +11,7 @@ mod enrich;
 mod limits;
 mod log;
 mod metrics;
+mod procfacts;
 mod procfs;
 mod ps;
 mod rules;

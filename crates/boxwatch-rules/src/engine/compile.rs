@@ -36,7 +36,8 @@ pub(crate) enum Cmp {
 pub(crate) enum Test {
     Exists,
     Bool(bool),
-    TypeIn(u64),
+    /// Bit per type id: observed types below 64, unobserved ones (Falco's) from 64 on.
+    TypeIn(u128),
     IntCmp(Cmp, i64),
     IntIn(Box<[i64]>),
     /// Any of the masks has all its bits set.
@@ -51,12 +52,16 @@ pub(crate) enum Test {
     Glob(Box<[Glob]>),
     PMatch(PrefixSet),
     IpIn(Box<[IpNet]>),
+    /// `bcontains`/`bstartswith`: byte strings given in hex.
+    BContains(Box<[Box<[u8]>]>),
+    BStartsWith(Box<[Box<[u8]>]>),
+    Regex(Box<regex::Regex>),
 }
 
 impl Test {
     fn cost(&self) -> u32 {
         match self {
-            Test::Glob(_) => 6,
+            Test::Glob(_) | Test::Regex(_) => 6,
             Test::IContains(_) | Test::Contains(_) => 4,
             Test::PMatch(_) | Test::StrIn(_) => 3,
             Test::StartsWith(_) | Test::EndsWith(_) | Test::StrEq(_) | Test::IpIn(_) => 2,
@@ -80,7 +85,7 @@ pub(crate) struct Shared {
     depth: u32,
     size: u64,
     cost: u32,
-    types: Option<u64>,
+    types: Option<u128>,
 }
 
 #[derive(Debug, Clone)]
@@ -168,7 +173,7 @@ impl Pred {
     }
 
     /// The event types this can match, as a bit mask of type ids; `None`: any type.
-    pub fn types(&self) -> Option<u64> {
+    pub fn types(&self) -> Option<u128> {
         match self {
             Pred::Const(true) => None,
             Pred::Const(false) => Some(0),
@@ -187,29 +192,71 @@ impl Pred {
     }
 }
 
-/// A condition string and where it sits in its file.
+/// Where one piece of a condition comes from: Falco's `append` and `override: {condition:
+/// append}` join texts from several items (and files) with a space.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CondSrc<'s> {
-    pub src: &'s Source,
+pub(crate) struct Part {
+    /// Byte offset of the piece in the joined text.
+    pub at: usize,
+    pub len: usize,
+    pub file: usize,
     pub mark: Mark,
     pub style: Style,
-    pub text: &'s str,
+}
+
+/// A condition text, possibly joined from several pieces, and where each piece is written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CondText {
+    pub text: String,
+    pub parts: Vec<Part>,
+}
+
+impl CondText {
+    pub fn new(file: usize, mark: Mark, style: Style, text: &str) -> CondText {
+        let mut c = CondText::default();
+        c.append(file, mark, style, text);
+        c
+    }
+
+    /// Falco's textual append: the old text, a space, the new text.
+    pub fn append(&mut self, file: usize, mark: Mark, style: Style, text: &str) {
+        if !self.text.is_empty() {
+            self.text.push(' ');
+        }
+        self.parts.push(Part { at: self.text.len(), len: text.len(), file, mark, style });
+        self.text.push_str(text);
+    }
+}
+
+/// A condition being compiled, with its sources for error positions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CondSrc<'s> {
+    pub sources: &'s [Source],
+    pub cond: &'s CondText,
 }
 
 impl CondSrc<'_> {
+    pub fn text(&self) -> &str {
+        &self.cond.text
+    }
+
     pub fn err(&self, offset: usize, msg: impl Into<String>) -> RuleError {
-        self.src.error(self.src.pos_in_scalar(self.mark, self.style, self.text, offset), msg)
+        let parts = &self.cond.parts;
+        let i = parts.partition_point(|p| p.at <= offset).saturating_sub(1);
+        let Some(p) = parts.get(i) else {
+            return RuleError { file: String::new(), line: 0, column: 0, message: msg.into() };
+        };
+        let src = &self.sources[p.file];
+        let piece = self.cond.text.get(p.at..p.at + p.len).unwrap_or("");
+        src.error(src.pos_in_scalar(p.mark, p.style, piece, offset.saturating_sub(p.at)), msg)
     }
 }
 
 /// A macro definition: name and condition.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct MacroDef {
     pub name: String,
-    pub file: usize,
-    pub mark: Mark,
-    pub style: Style,
-    pub text: String,
+    pub cond: CondText,
 }
 
 enum State {
@@ -269,7 +316,7 @@ impl<'d> Compiler<'d> {
                 self.stack.push(key);
                 let (defs, sources) = (self.defs, self.sources);
                 let d = &defs[i];
-                let cs = CondSrc { src: &sources[d.file], mark: d.mark, style: d.style, text: &d.text };
+                let cs = CondSrc { sources, cond: &d.cond };
                 let p = self.condition(&cs).map(Pred::shared);
                 self.stack.pop();
                 p
@@ -281,7 +328,7 @@ impl<'d> Compiler<'d> {
 
     /// Parse and compile a condition; `None` after reporting its errors.
     pub fn condition(&mut self, cs: &CondSrc) -> Option<Pred> {
-        let ast = match parser::parse(cs.text) {
+        let ast = match parser::parse(cs.text()) {
             Ok(a) => a,
             Err((off, msg)) => {
                 self.errors.push(cs.err(off, msg));
@@ -414,6 +461,15 @@ impl<'d> Compiler<'d> {
     }
 }
 
+/// `cafebabe` as bytes.
+fn hex(s: &str) -> Option<Box<[u8]>> {
+    let s = s.trim();
+    if s.is_empty() || !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
 pub(crate) fn unknown_field(name: &str) -> String {
     match fields::suggest(name) {
         Some(s) => format!("unknown field '{name}' (did you mean '{s}'?)"),
@@ -444,12 +500,11 @@ pub(crate) fn build_test(kind: Kind, name: &str, op: Op, vals: &[&str]) -> Resul
         vals.iter().enumerate().map(|(i, v)| conv(v).map_err(|e| (Some(i), e))).collect()
     };
     let strs = || -> Box<[Box<str>]> { vals.iter().map(|v| Box::from(*v)).collect() };
-    let type_mask = || -> Result<u64, TestError> {
-        let mut m = 0u64;
+    let type_mask = || -> Result<u128, TestError> {
+        let mut m = 0u128;
         for (i, v) in vals.iter().enumerate() {
-            match fields::type_id(v) {
+            match fields::any_type_id(v) {
                 Some(t) => m |= 1 << t,
-                None if fields::UNREPORTED_TYPES.contains(v) => {}
                 None => return Err((Some(i), format!("unknown event type '{v}'"))),
             }
         }
@@ -521,6 +576,22 @@ pub(crate) fn build_test(kind: Kind, name: &str, op: Op, vals: &[&str]) -> Resul
         Op::IContains if is_str => {
             Test::IContains(vals.iter().map(|v| Box::from(v.to_ascii_lowercase())).collect())
         }
+        Op::BContains | Op::BStartsWith if is_str => {
+            let bytes: Vec<Box<[u8]>> = vals
+                .iter()
+                .enumerate()
+                .map(|(i, v)| hex(v).ok_or_else(|| (Some(i), format!("'{v}' is not a hex byte string"))))
+                .collect::<Result<_, _>>()?;
+            if op == Op::BContains { Test::BContains(bytes.into()) } else { Test::BStartsWith(bytes.into()) }
+        }
+        Op::Regex if is_str => {
+            if vals.len() != 1 {
+                return Err((None, "operator 'regex' takes exactly one value".into()));
+            }
+            let re =
+                regex::Regex::new(vals[0]).map_err(|e| (Some(0), format!("bad regex '{}': {e}", vals[0])))?;
+            Test::Regex(Box::new(re))
+        }
         Op::PMatch if is_str => Test::PMatch(PrefixSet::new(vals.iter().map(|v| v.to_string()))),
         Op::Glob if is_str => Test::Glob(
             vals.iter()
@@ -542,14 +613,12 @@ mod tests {
         let lists = HashMap::from([("shells".to_string(), vec!["sh".to_string(), "bash".into()])]);
         let defs = vec![MacroDef {
             name: "opens".into(),
-            file: 0,
-            mark: Mark::default(),
-            style: Style::Plain,
-            text: "evt.type in (openat, openat2)".into(),
+            cond: CondText::new(0, Mark::default(), Style::Plain, "evt.type in (openat, openat2)"),
         }];
         let sources = [src];
         let mut c = Compiler::new(&sources, &lists, &defs);
-        let cs = CondSrc { src: &sources[0], mark: Mark::default(), style: Style::Plain, text };
+        let cond = CondText::new(0, Mark::default(), Style::Plain, text);
+        let cs = CondSrc { sources: &sources, cond: &cond };
         let p = c.condition(&cs);
         if c.errors.is_empty() {
             Ok(p.unwrap())
@@ -561,7 +630,7 @@ mod tests {
     #[test]
     fn type_masks() {
         let t = |s: &str| compile(s).unwrap().types();
-        let bit = |n: &str| 1u64 << fields::type_id(n).unwrap();
+        let bit = |n: &str| 1u128 << fields::any_type_id(n).unwrap();
         assert_eq!(t("evt.type = execve and proc.name = sh"), Some(bit("execve")));
         assert_eq!(t("opens and fd.name = x"), Some(bit("openat") | bit("openat2")));
         assert_eq!(t("proc.name = sh"), None);
@@ -572,7 +641,7 @@ mod tests {
         assert_eq!(t("not (evt.type = execve and proc.name = x)"), None);
         assert_eq!(t("evt.type = execve and evt.type = connect"), Some(0));
         assert_eq!(t("evt.type in (open, openat)"), Some(bit("open") | bit("openat")));
-        assert_eq!(t("evt.type in (execveat, execve)"), Some(bit("execve")));
+        assert_eq!(t("evt.type in (execveat, execve)"), Some(bit("execve") | bit("execveat")));
     }
 
     #[test]

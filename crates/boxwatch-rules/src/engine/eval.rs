@@ -29,7 +29,7 @@ impl Test {
         match (self, v) {
             (Test::Exists, _) => true,
             (Test::Bool(b), Val::Bool(x)) => *b == x,
-            (Test::TypeIn(m), Val::Type(t)) => t < 64 && (m >> t) & 1 == 1,
+            (Test::TypeIn(m), Val::Type(t)) => t < 128 && (m >> t) & 1 == 1,
             (Test::IntCmp(c, n), Val::Int(x)) => match c {
                 Cmp::Eq => x == *n,
                 Cmp::Lt => x < *n,
@@ -48,6 +48,11 @@ impl Test {
             (Test::Glob(gs), Val::Str(x)) => gs.iter().any(|g| g.matches(x)),
             (Test::PMatch(set), Val::Str(x)) => set.matches(x),
             (Test::IpIn(nets), Val::Ip(ip)) => nets.iter().any(|n| n.contains(ip)),
+            (Test::BContains(bs), Val::Str(x)) => {
+                bs.iter().any(|b| b.is_empty() || x.as_bytes().windows(b.len()).any(|w| w == &**b))
+            }
+            (Test::BStartsWith(bs), Val::Str(x)) => bs.iter().any(|b| x.as_bytes().starts_with(b)),
+            (Test::Regex(re), Val::Str(x)) => re.is_match(x),
             _ => false,
         }
     }
@@ -183,6 +188,13 @@ pub(crate) fn json_of(cx: &Ctx<'_, '_>, f: Field) -> Value {
     }
 }
 
+/// Falco's output prefix: `HH:MM:SS.nnnnnnnnn: Priority ` (UTC: the crate reads no time zone).
+pub(crate) fn falco_prefix(wall_ns: u64, p: Priority) -> String {
+    let secs = wall_ns / 1_000_000_000;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}.{:09}: {p:?} ", wall_ns % 1_000_000_000)
+}
+
 /// What an alert says about the rule that raised it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Meta<'m> {
@@ -226,6 +238,8 @@ pub(crate) fn build_alert(
     f.insert("container.id", json!(c.map_or("host", |c| c.short_id())));
     f.insert("container.runtime", json!(c.map(|c| c.runtime.as_str())));
     f.insert("evt.type", json!(ev.name()));
+    // Falco's outputs (falcosidekick's formatting, some outputs) need the event time, in ns.
+    f.insert("evt.time", json!(input.wall_ns));
     f.insert("proc.pid", json!(p.pid));
     f.insert("proc.ppid", json!(p.ppid));
     f.insert("proc.vpid", json!(p.vpid));

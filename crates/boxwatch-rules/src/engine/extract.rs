@@ -31,6 +31,9 @@ pub(crate) struct Ctx<'i, 'a> {
     pub ty: u8,
     cmdline: OnceCell<String>,
     args: OnceCell<String>,
+    pcmdline: OnceCell<String>,
+    caps: OnceCell<String>,
+    evt_args: OnceCell<String>,
 }
 
 enum Role {
@@ -112,7 +115,15 @@ fn domain_family(domain: u32) -> Option<(&'static str, &'static str, &'static st
 impl<'i, 'a> Ctx<'i, 'a> {
     pub fn new(input: &'i Input<'a>) -> Self {
         let ty = type_id(input.event.name()).unwrap_or(OTHER_TYPE);
-        Ctx { input, ty, cmdline: OnceCell::new(), args: OnceCell::new() }
+        Ctx {
+            input,
+            ty,
+            cmdline: OnceCell::new(),
+            args: OnceCell::new(),
+            pcmdline: OnceCell::new(),
+            caps: OnceCell::new(),
+            evt_args: OnceCell::new(),
+        }
     }
 
     fn argv(&self) -> &[String] {
@@ -341,7 +352,165 @@ impl<'i, 'a> Ctx<'i, 'a> {
                 Detail::Chown { uid, gid, .. } => int(if f == F::ChownUid { *uid } else { *gid }),
                 _ => Val::None,
             },
+            F::EvtNum => int(input.evt_num as i64),
+            F::EvtTime | F::EvtRawTime => int(input.wall_ns as i64),
+            F::EvtDir => s(if ev.flags & boxwatch_abi::flags::NO_RET != 0 { ">" } else { "<" }),
+            F::EvtArgs => s(self.evt_args.get_or_init(|| self.render_args())),
+            F::EvtIsOpenExec => Val::Bool(false),
+            F::EvtArg(i, raw) => self.arg(i, raw),
+            F::ProcPcmdline if input.parent_argv.is_empty() => Val::None,
+            F::ProcPcmdline => s(self.pcmdline.get_or_init(|| input.parent_argv.join(" "))),
+            F::ProcPexe => opt(input.parent_argv.first(), |a| s(a)),
+            F::ProcAexeN(0) => opt(self.argv().first(), |a| s(a)),
+            F::ProcAexeN(1) => opt(input.parent_argv.first(), |a| s(a)),
+            F::ProcAexepathN(0) => opt(self.exepath(), s),
+            F::ProcAexepathN(n) => {
+                opt(input.ancestor_exes.get(usize::from(n) - 1).filter(|e| !e.is_empty()), |e| s(e))
+            }
+            F::ProcCwd => opt(input.cwd, s),
+            F::ProcTty => opt(input.tty, int),
+            F::ProcDuration => {
+                opt(ev.ktime_ns.checked_sub(p.start_ns).filter(|_| p.start_ns > 0), |d| int(d as i64))
+            }
+            F::ThreadCapEffective => {
+                s(self.caps.get_or_init(|| sym::render_flags(sym::CAPS, p.cap_effective).replace('|', " ")))
+            }
+            F::UserName => opt(input.user_name, s),
+            F::UserLoginuid => opt(input.loginuid, int),
+            F::GroupName => opt(input.group_name, s),
+            F::FdNum => match d {
+                Detail::Open { .. } => int(ev.ret.map_or(-1, |r| if r < 0 { -1 } else { r })),
+                Detail::Connect { fd, .. }
+                | Detail::Bind { fd, .. }
+                | Detail::Sendto { fd, .. }
+                | Detail::Listen { fd, .. } => int((*fd).into()),
+                Detail::Accept { .. } | Detail::Socket { .. } | Detail::Memfd { .. } => opt(ev.ret, int),
+                _ => Val::None,
+            },
+            F::FdNameraw => opt(path_of(d), s),
+            F::FdIp => match addr_of(d) {
+                Some((a, _)) => opt(a.ip(), Val::Ip),
+                None => Val::None,
+            },
+            F::FdPort => match addr_of(d) {
+                Some((a, _)) => opt(a.port(), |p| int(p.into())),
+                None => Val::None,
+            },
+            F::FdSockfamily => match self.file_kind() {
+                Some((_, "ipv4" | "ipv6", _)) => s("ip"),
+                Some((_, "unix", _)) => s("unix"),
+                _ => Val::None,
+            },
+            F::ProcAexeN(_) => Val::None,
+            // Text fields boxwatch cannot know read as Falco prints a missing value, so Falco's
+            // own guards (`not container.mount.dest[/] in ("<NA>","N/A")`) hold.
+            F::EvtBuffer
+            | F::ProcSname
+            | F::ProcEnv
+            | F::ThreadCapPermitted
+            | F::UserLoginname
+            | F::ContainerMounts
+            | F::ContainerMountDest
+            | F::FdL4proto
+            | F::FdIpName => s("<NA>"),
+            F::ProcIsExeWritable
+            | F::ProcIsExeUpperLayer
+            | F::ProcIsExeFromMemfd
+            | F::ProcIsVpgidLeader
+            | F::ProcExeInoCtime
+            | F::ProcExeInoMtime
+            | F::ProcExeInoCtimeDurationProcStart
+            | F::ContainerStartTs
+            | F::FdConnected
+            | F::FdNameChanged => Val::None,
         }
+    }
+
+    /// `evt.arg.<name>` with Falco's per-syscall argument names; rendered (symbolic names for
+    /// requests, domains, commands) unless `raw`.
+    fn arg(&self, i: u8, raw: bool) -> Val<'_> {
+        let d = &self.input.event.detail;
+        let ret = self.input.event.ret;
+        let name = super::fields::ARG_NAMES.get(usize::from(i)).copied().unwrap_or("");
+        let s = Val::Str;
+        let int = |v: i64| Val::Int(v);
+        let sym_or_int = |t: sym::Table, v: i64| match (raw, t.iter().find(|(_, x)| *x as i64 == v)) {
+            (false, Some((n, _))) => s(n),
+            _ => int(v),
+        };
+        match (name, d) {
+            ("filename", Detail::Exec { filename, .. }) => s(filename),
+            (
+                "name" | "path" | "pathname" | "filename",
+                Detail::Open { path, .. } | Detail::Unlink { path, .. },
+            ) => s(path),
+            (
+                "filename" | "path" | "pathname",
+                Detail::Chmod { path: Some(p), .. } | Detail::Chown { path: Some(p), .. },
+            ) => s(p),
+            ("oldpath", Detail::Rename { from, .. } | Detail::Link { from, .. }) => s(from),
+            ("newpath", Detail::Rename { to, .. } | Detail::Link { to, .. }) => s(to),
+            ("target", Detail::Symlink { target, .. }) => s(target),
+            ("linkpath", Detail::Symlink { link, .. }) => s(link),
+            ("name", Detail::Memfd { name, .. } | Detail::Module { name, .. }) => s(name),
+            ("dev", Detail::Mount { source, .. }) => s(source),
+            ("dir", Detail::Mount { target, .. }) | ("name", Detail::Umount { target, .. }) => s(target),
+            ("type", Detail::Mount { fstype, .. }) => s(fstype),
+            (
+                "flags",
+                Detail::Mount { flags, .. } | Detail::Umount { flags, .. } | Detail::Unshare { flags },
+            ) => int(*flags as i64),
+            ("flags", Detail::Memfd { flags, .. }) => int((*flags).into()),
+            ("mode", Detail::Chmod { mode, .. }) => int((*mode).into()),
+            ("request", Detail::Ptrace { request, .. }) => sym_or_int(sym::PTRACE_REQUESTS, *request),
+            ("pid", Detail::Ptrace { pid, .. } | Detail::Capset { pid, .. }) => int((*pid).into()),
+            ("uid" | "ruid", Detail::SetId { ids, .. }) => opt(ids.first(), |v| int(*v)),
+            ("uid", Detail::Chown { uid, .. }) => int(*uid),
+            ("euid", Detail::SetId { ids, .. }) => opt(ids.get(1), |v| int(*v)),
+            ("gid", Detail::Chown { gid, .. }) => int(*gid),
+            ("gid", Detail::SetId { ids, .. }) => opt(ids.first(), |v| int(*v)),
+            (
+                "fd",
+                Detail::Connect { fd, .. }
+                | Detail::Bind { fd, .. }
+                | Detail::Sendto { fd, .. }
+                | Detail::Listen { fd, .. }
+                | Detail::Accept { fd, .. }
+                | Detail::Setns { fd, .. },
+            ) => int((*fd).into()),
+            ("fd", Detail::Chmod { fd: Some(fd), .. } | Detail::Chown { fd: Some(fd), .. }) => {
+                int((*fd).into())
+            }
+            ("backlog", Detail::Listen { backlog, .. }) => int((*backlog).into()),
+            ("domain", Detail::Socket { domain, .. }) => sym_or_int(sym::ADDRESS_FAMILIES, (*domain).into()),
+            ("type", Detail::Socket { sock_type, .. }) => {
+                sym_or_int(sym::SOCK_TYPES, i64::from(sock_type & 0xf))
+            }
+            ("proto", Detail::Socket { protocol, .. }) => int((*protocol).into()),
+            ("cmd", Detail::Bpf { cmd, .. }) => sym_or_int(sym::BPF_CMDS, (*cmd).into()),
+            ("nstype", Detail::Setns { nstype, .. }) => int(*nstype as i64),
+            ("res" | "res_or_fd", _) => opt(ret, int),
+            _ => Val::None,
+        }
+    }
+
+    /// `evt.args`: the event's arguments as `name=value` text, roughly as Falco prints them.
+    fn render_args(&self) -> String {
+        let mut out = Vec::new();
+        for (i, name) in super::fields::ARG_NAMES.iter().enumerate() {
+            if matches!(*name, "res" | "res_or_fd" | "pathname" | "ruid") {
+                continue;
+            }
+            match self.arg(i as u8, false) {
+                Val::Str(v) => out.push(format!("{name}={v}")),
+                Val::Int(v) => out.push(format!("{name}={v}")),
+                _ => {}
+            }
+        }
+        if let Some(r) = self.input.event.ret {
+            out.push(format!("res={r}"));
+        }
+        out.join(" ")
     }
 }
 

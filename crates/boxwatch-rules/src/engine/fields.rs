@@ -62,8 +62,9 @@ pub(crate) const EVT_TYPES: [&str; 53] = [
 ];
 
 /// Syscalls Falco rules name that boxwatch does not report (or reports under another name:
-/// `execveat` arrives as `execve`). Conditions may name them, as
-/// in `evt.type in (open, openat)`; they match nothing.
+/// `execveat` arrives as `execve`). Conditions may name them, as in `evt.type in (open,
+/// openat)`; they match nothing, and a rule that can only match them is loaded *inert* with a
+/// warning naming them. Their type ids are `UNREPORTED_BASE + index`.
 pub(crate) const UNREPORTED_TYPES: &[&str] = &[
     "chdir",
     "chroot",
@@ -112,10 +113,30 @@ pub(crate) const UNREPORTED_TYPES: &[&str] = &[
 /// Type id of events whose name is not in [`EVT_TYPES`] (added to the model later).
 pub(crate) const OTHER_TYPE: u8 = 63;
 /// Bit mask of every type id.
-pub(crate) const ALL_TYPES: u64 = u64::MAX;
+pub(crate) const ALL_TYPES: u128 = u128::MAX;
+/// Type ids of the unreported types start here (bits 64.. of a type mask).
+pub(crate) const UNREPORTED_BASE: u8 = 64;
+/// Bits of the types boxwatch reports (and [`OTHER_TYPE`]).
+pub(crate) const OBSERVED_TYPES: u128 = u64::MAX as u128;
 
 pub(crate) fn type_id(name: &str) -> Option<u8> {
     EVT_TYPES.binary_search(&name).ok().map(|i| i as u8)
+}
+
+/// A type id for any name a condition may use: reported types, then the unreported ones.
+pub(crate) fn any_type_id(name: &str) -> Option<u8> {
+    type_id(name)
+        .or_else(|| UNREPORTED_TYPES.iter().position(|t| *t == name).map(|i| UNREPORTED_BASE + i as u8))
+}
+
+/// Names of the unreported types in a type mask.
+pub(crate) fn unreported_names(mask: u128) -> Vec<&'static str> {
+    UNREPORTED_TYPES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (mask >> (usize::from(UNREPORTED_BASE) + i)) & 1 == 1)
+        .map(|(_, n)| *n)
+        .collect()
 }
 
 /// What a field holds, which decides the operators and literals it accepts.
@@ -238,7 +259,194 @@ pub(crate) enum Field {
     CapsetPermitted,
     ChownUid,
     ChownGid,
+    // Falco's fields (the three official rules files use them).
+    EvtNum,
+    EvtTime,
+    EvtRawTime,
+    EvtDir,
+    EvtArgs,
+    EvtBuffer,
+    EvtIsOpenExec,
+    /// `evt.arg.<name>` / `evt.rawarg.<name>`: index into [`ARG_NAMES`]; raw: not rendered.
+    EvtArg(u8, bool),
+    ProcPcmdline,
+    ProcPexe,
+    ProcAexeN(u8),
+    ProcAexepathN(u8),
+    ProcSname,
+    ProcCwd,
+    ProcTty,
+    ProcEnv,
+    ProcDuration,
+    ProcIsExeWritable,
+    ProcIsExeUpperLayer,
+    ProcIsExeFromMemfd,
+    ProcIsVpgidLeader,
+    ProcExeInoCtime,
+    ProcExeInoMtime,
+    ProcExeInoCtimeDurationProcStart,
+    ThreadCapEffective,
+    ThreadCapPermitted,
+    UserName,
+    UserLoginuid,
+    UserLoginname,
+    GroupName,
+    ContainerStartTs,
+    ContainerMounts,
+    ContainerMountDest,
+    FdNum,
+    FdL4proto,
+    FdConnected,
+    FdNameChanged,
+    FdNameraw,
+    FdIp,
+    FdPort,
+    FdSockfamily,
+    /// `fd.sip.name`, `fd.cip.name`, ...: DNS names, which boxwatch does not resolve.
+    FdIpName,
 }
+
+/// Argument names `evt.arg.<name>` may use, Falco's per-syscall names.
+pub(crate) const ARG_NAMES: [&str; 30] = [
+    "path",
+    "name",
+    "filename",
+    "pathname",
+    "oldpath",
+    "newpath",
+    "target",
+    "linkpath",
+    "flags",
+    "mode",
+    "request",
+    "pid",
+    "uid",
+    "gid",
+    "ruid",
+    "euid",
+    "fd",
+    "res",
+    "res_or_fd",
+    "domain",
+    "type",
+    "proto",
+    "cmd",
+    "dev",
+    "dir",
+    "nstype",
+    "backlog",
+    "addr",
+    "tuple",
+    "data",
+];
+const ARG_FIELDS: [&str; 30] = [
+    "evt.arg.path",
+    "evt.arg.name",
+    "evt.arg.filename",
+    "evt.arg.pathname",
+    "evt.arg.oldpath",
+    "evt.arg.newpath",
+    "evt.arg.target",
+    "evt.arg.linkpath",
+    "evt.arg.flags",
+    "evt.arg.mode",
+    "evt.arg.request",
+    "evt.arg.pid",
+    "evt.arg.uid",
+    "evt.arg.gid",
+    "evt.arg.ruid",
+    "evt.arg.euid",
+    "evt.arg.fd",
+    "evt.arg.res",
+    "evt.arg.res_or_fd",
+    "evt.arg.domain",
+    "evt.arg.type",
+    "evt.arg.proto",
+    "evt.arg.cmd",
+    "evt.arg.dev",
+    "evt.arg.dir",
+    "evt.arg.nstype",
+    "evt.arg.backlog",
+    "evt.arg.addr",
+    "evt.arg.tuple",
+    "evt.arg.data",
+];
+const RAWARG_FIELDS: [&str; 30] = [
+    "evt.rawarg.path",
+    "evt.rawarg.name",
+    "evt.rawarg.filename",
+    "evt.rawarg.pathname",
+    "evt.rawarg.oldpath",
+    "evt.rawarg.newpath",
+    "evt.rawarg.target",
+    "evt.rawarg.linkpath",
+    "evt.rawarg.flags",
+    "evt.rawarg.mode",
+    "evt.rawarg.request",
+    "evt.rawarg.pid",
+    "evt.rawarg.uid",
+    "evt.rawarg.gid",
+    "evt.rawarg.ruid",
+    "evt.rawarg.euid",
+    "evt.rawarg.fd",
+    "evt.rawarg.res",
+    "evt.rawarg.res_or_fd",
+    "evt.rawarg.domain",
+    "evt.rawarg.type",
+    "evt.rawarg.proto",
+    "evt.rawarg.cmd",
+    "evt.rawarg.dev",
+    "evt.rawarg.dir",
+    "evt.rawarg.nstype",
+    "evt.rawarg.backlog",
+    "evt.rawarg.addr",
+    "evt.rawarg.tuple",
+    "evt.rawarg.data",
+];
+const AEXE: [&str; 8] = [
+    "proc.aexe[0]",
+    "proc.aexe[1]",
+    "proc.aexe[2]",
+    "proc.aexe[3]",
+    "proc.aexe[4]",
+    "proc.aexe[5]",
+    "proc.aexe[6]",
+    "proc.aexe[7]",
+];
+const AEXEPATH: [&str; 8] = [
+    "proc.aexepath[0]",
+    "proc.aexepath[1]",
+    "proc.aexepath[2]",
+    "proc.aexepath[3]",
+    "proc.aexepath[4]",
+    "proc.aexepath[5]",
+    "proc.aexepath[6]",
+    "proc.aexepath[7]",
+];
+
+/// Fields boxwatch cannot fill without kernel data it does not record yet: always `<NA>`.
+#[allow(dead_code)]
+pub(crate) const NOT_AVAILABLE: &[Field] = &[
+    Field::EvtBuffer,
+    Field::ProcSname,
+    Field::ProcEnv,
+    Field::ProcIsExeWritable,
+    Field::ProcIsExeUpperLayer,
+    Field::ProcIsExeFromMemfd,
+    Field::ProcIsVpgidLeader,
+    Field::ProcExeInoCtime,
+    Field::ProcExeInoMtime,
+    Field::ProcExeInoCtimeDurationProcStart,
+    Field::ThreadCapPermitted,
+    Field::UserLoginname,
+    Field::ContainerStartTs,
+    Field::ContainerMounts,
+    Field::ContainerMountDest,
+    Field::FdL4proto,
+    Field::FdConnected,
+    Field::FdNameChanged,
+    Field::FdIpName,
+];
 
 pub(crate) struct FieldDef {
     pub name: &'static str,
@@ -339,6 +547,88 @@ pub(crate) const FIELDS: &[FieldDef] = &[
     d("capset.permitted", F::CapsetPermitted, K::Flags(sym::CAPS), "capset permitted set (CAP_*)"),
     d("chown.uid", F::ChownUid, K::Int, "chown target uid"),
     d("chown.gid", F::ChownGid, K::Int, "chown target gid"),
+    d("evt.num", F::EvtNum, K::Int, "event number (1-based, as Falco's)"),
+    d("evt.time", F::EvtTime, K::Int, "event time, Unix ns (HH:MM:SS.nnnnnnnnn in output text, UTC)"),
+    d("evt.rawtime", F::EvtRawTime, K::Int, "event time, Unix ns"),
+    d("evt.dir", F::EvtDir, K::Str, "'<' (syscall exit, what boxwatch reports) or '>' (entry-only events)"),
+    d("evt.args", F::EvtArgs, K::Str, "the event's arguments as text"),
+    d("evt.buffer", F::EvtBuffer, K::Str, "I/O buffer (not recorded: <NA>)"),
+    d(
+        "evt.is_open_exec",
+        F::EvtIsOpenExec,
+        K::Bool,
+        "an open for execution (never: boxwatch sees no FMODE_EXEC)",
+    ),
+    d("proc.pcmdline", F::ProcPcmdline, K::Str, "parent's command line"),
+    d("proc.pexe", F::ProcPexe, K::Str, "parent's argv[0]"),
+    d("proc.sname", F::ProcSname, K::Str, "session leader name (not recorded: <NA>)"),
+    d("proc.cwd", F::ProcCwd, K::Str, "working directory (read from /proc at exec)"),
+    d(
+        "proc.tty",
+        F::ProcTty,
+        K::Int,
+        "controlling terminal device number, 0 for none (read from /proc at exec)",
+    ),
+    d("proc.env", F::ProcEnv, K::Str, "environment (not recorded: <NA>)"),
+    d("proc.duration", F::ProcDuration, K::Int, "ns since the process started"),
+    d(
+        "proc.is_exe_writable",
+        F::ProcIsExeWritable,
+        K::Bool,
+        "executable writable by the user (not recorded: <NA>)",
+    ),
+    d(
+        "proc.is_exe_upper_layer",
+        F::ProcIsExeUpperLayer,
+        K::Bool,
+        "executable in the overlay upper layer (not recorded: <NA>)",
+    ),
+    d("proc.is_exe_from_memfd", F::ProcIsExeFromMemfd, K::Bool, "executable is a memfd (not recorded: <NA>)"),
+    d("proc.is_vpgid_leader", F::ProcIsVpgidLeader, K::Bool, "process group leader (not recorded: <NA>)"),
+    d("proc.exe_ino.ctime", F::ProcExeInoCtime, K::Int, "executable inode ctime (not recorded: <NA>)"),
+    d("proc.exe_ino.mtime", F::ProcExeInoMtime, K::Int, "executable inode mtime (not recorded: <NA>)"),
+    d(
+        "proc.exe_ino.ctime_duration_proc_start",
+        F::ProcExeInoCtimeDurationProcStart,
+        K::Int,
+        "(not recorded: <NA>)",
+    ),
+    d("thread.cap_effective", F::ThreadCapEffective, K::Str, "effective capabilities as text (CAP_* names)"),
+    d("thread.cap_permitted", F::ThreadCapPermitted, K::Str, "permitted capabilities (not recorded: <NA>)"),
+    d("user.name", F::UserName, K::Str, "user name, from the container's own /etc/passwd"),
+    d("user.loginuid", F::UserLoginuid, K::Int, "audit login uid, -1 for none (read from /proc at exec)"),
+    d("user.loginname", F::UserLoginname, K::Str, "login user name (not recorded: <NA>)"),
+    d("group.name", F::GroupName, K::Str, "group name, from the container's own /etc/group"),
+    d("container.start_ts", F::ContainerStartTs, K::Int, "container start time (not recorded: <NA>)"),
+    d("container.mounts", F::ContainerMounts, K::Str, "container mounts (not recorded: <NA>)"),
+    d(
+        "container.mount.dest",
+        F::ContainerMountDest,
+        K::Str,
+        "container.mount.dest[PATH] (not recorded: <NA>)",
+    ),
+    d(
+        "fd.num",
+        F::FdNum,
+        K::Int,
+        "fd of the event: an open's result (-1 on failure), the fd argument of socket calls",
+    ),
+    d("fd.l4proto", F::FdL4proto, K::Str, "tcp/udp (not recorded: <NA>)"),
+    d("fd.connected", F::FdConnected, K::Bool, "(not recorded: <NA>)"),
+    d("fd.name_changed", F::FdNameChanged, K::Bool, "(not recorded: <NA>)"),
+    d("fd.nameraw", F::FdNameraw, K::Str, "alias of fd.name"),
+    d("fd.ip", F::FdIp, K::Ip, "any IP of the event (client or server)"),
+    d("fd.net", F::FdIp, K::Ip, "alias of fd.ip (compare with a CIDR)"),
+    d("fd.snet", F::FdSip, K::Ip, "alias of fd.sip (compare with a CIDR)"),
+    d("fd.cnet", F::FdCip, K::Ip, "alias of fd.cip (compare with a CIDR)"),
+    d("fd.rnet", F::FdRip, K::Ip, "alias of fd.rip (compare with a CIDR)"),
+    d("fd.lnet", F::FdSip, K::Ip, "alias of fd.sip for bind (compare with a CIDR)"),
+    d("fd.port", F::FdPort, K::Int, "any port of the event"),
+    d("fd.sockfamily", F::FdSockfamily, K::Str, "ip or unix"),
+    d("fd.sip.name", F::FdIpName, K::Str, "DNS name of the IP (not resolved: <NA>)"),
+    d("fd.cip.name", F::FdIpName, K::Str, "DNS name of the IP (not resolved: <NA>)"),
+    d("fd.rip.name", F::FdIpName, K::Str, "DNS name of the IP (not resolved: <NA>)"),
+    d("fd.lip.name", F::FdIpName, K::Str, "DNS name of the IP (not resolved: <NA>)"),
 ];
 
 const ANAME: [&str; 17] = [
@@ -361,11 +651,30 @@ const ANAME: [&str; 17] = [
     "proc.aname[16]",
 ];
 
-/// A field by name (`proc.aname[N]` for N in 0..=16).
+/// A field by name (`proc.aname[N]` for N in 0..=16, `evt.arg.NAME`, ...).
 pub(crate) fn lookup(name: &str) -> Option<(Field, Kind)> {
-    if let Some(n) = name.strip_prefix("proc.aname[").and_then(|r| r.strip_suffix(']')) {
-        let n: u8 = n.parse().ok().filter(|n: &u8| usize::from(*n) < ANAME.len())?;
+    let index = |prefix: &str, max: usize| -> Option<u8> {
+        let n = name.strip_prefix(prefix)?.strip_suffix(']')?;
+        n.parse::<u8>().ok().filter(|n| usize::from(*n) < max)
+    };
+    if let Some(n) = index("proc.aname[", ANAME.len()) {
         return Some((F::ProcAnameN(n), K::Str));
+    }
+    if let Some(n) = index("proc.aexe[", AEXE.len()) {
+        return Some((F::ProcAexeN(n), K::Str));
+    }
+    if let Some(n) = index("proc.aexepath[", AEXEPATH.len()) {
+        return Some((F::ProcAexepathN(n), K::Str));
+    }
+    if name.starts_with("container.mount.dest[") && name.ends_with(']') {
+        return Some((F::ContainerMountDest, K::Str));
+    }
+    if name != "evt.arg.flags" && name != "evt.arg.mode" {
+        for (fields, raw) in [(&ARG_FIELDS, false), (&RAWARG_FIELDS, true)] {
+            if let Some(i) = fields.iter().position(|f| *f == name) {
+                return Some((F::EvtArg(i as u8, raw), K::Str));
+            }
+        }
     }
     FIELDS.iter().find(|f| f.name == name).map(|f| (f.field, f.kind))
 }
@@ -396,14 +705,21 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 impl Field {
     /// The canonical name (Falco's where one exists), also the `output_fields` key.
     pub fn name(self) -> &'static str {
-        if let F::ProcAnameN(n) = self {
-            return ANAME.get(usize::from(n)).copied().unwrap_or("proc.aname");
+        match self {
+            F::ProcAnameN(n) => return ANAME.get(usize::from(n)).copied().unwrap_or("proc.aname"),
+            F::ProcAexeN(n) => return AEXE.get(usize::from(n)).copied().unwrap_or("proc.aexe"),
+            F::ProcAexepathN(n) => return AEXEPATH.get(usize::from(n)).copied().unwrap_or("proc.aexepath"),
+            F::EvtArg(i, raw) => {
+                let t = if raw { &RAWARG_FIELDS } else { &ARG_FIELDS };
+                return t.get(usize::from(i)).copied().unwrap_or("evt.arg");
+            }
+            _ => {}
         }
         FIELDS.iter().find(|f| f.field == self).map_or("?", |f| f.name)
     }
 
     pub fn kind(self) -> Kind {
-        if let F::ProcAnameN(_) = self {
+        if let F::ProcAnameN(_) | F::ProcAexeN(_) | F::ProcAexepathN(_) | F::EvtArg(..) = self {
             return K::Str;
         }
         FIELDS.iter().find(|f| f.field == self).map_or(K::Str, |f| f.kind)
@@ -412,7 +728,7 @@ impl Field {
     /// Relative cost of extracting and testing, to order `and`/`or` operands cheapest first.
     pub fn cost(self) -> u32 {
         match self {
-            F::ProcCmdline | F::ProcArgs => 20,
+            F::ProcCmdline | F::ProcArgs | F::ProcPcmdline | F::ThreadCapEffective | F::EvtArgs => 20,
             F::ProcAname => 8,
             _ => 1,
         }

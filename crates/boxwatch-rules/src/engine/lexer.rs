@@ -77,7 +77,12 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>, LexError> {
                             Some((_, 'n')) => s.push('\n'),
                             Some((_, 't')) => s.push('\t'),
                             Some((_, e @ ('\\' | '"' | '\''))) => s.push(e),
-                            Some((_, e)) => return Err((j, format!("unknown escape '\\{e}' in string"))),
+                            // As Falco: any other escaped character stays as written.
+                            Some((_, e)) => {
+                                let _ = j;
+                                s.push('\\');
+                                s.push(e);
+                            }
                             None => return Err((i, "unterminated string".into())),
                         },
                         Some((_, ch)) => s.push(ch),
@@ -141,6 +146,6 @@ mod tests {
         assert_eq!(t[2].span, (7, 10));
         assert_eq!(lex("a = 'open").unwrap_err().0, 4);
         assert_eq!(lex("! a").unwrap_err().0, 0);
-        assert!(lex("'\\q'").is_err());
+        assert_eq!(toks("'\\ x'"), vec![Tok::Str("\\ x".into())]);
     }
 }

@@ -36,15 +36,15 @@
 
 use std::collections::HashMap;
 
-use super::compile::{Compiler, CondSrc, MacroDef, Pred};
+use super::compile::{Compiler, CondSrc, CondText, MacroDef, Pred};
 use super::eval::{Template, alert_tags};
-use super::examples;
 use super::exceptions::exceptions;
-use super::fields::ALL_TYPES;
+use super::fields::{ALL_TYPES, OBSERVED_TYPES, unreported_names};
 use super::parser::Op;
-use super::yaml::{self, Mark, Node, Source};
+use super::yaml::{self, Mark, Node, Source, Style};
 use super::{Class, Rule, RuleError, RuleInfo};
 use crate::alert::Priority;
+use crate::examples;
 
 const RULE_KEYS: &[&str] = &[
     "id",
@@ -65,7 +65,7 @@ const RULE_KEYS: &[&str] = &[
 ];
 /// Deepest chain of lists naming lists.
 const MAX_LIST_DEPTH: usize = 32;
-const OVERRIDE_KEYS: &[&str] = &["id", "override", "enabled", "severity", "priority", "exceptions"];
+const OVERRIDE_KEYS: &[&str] = &["id", "override", "enabled", "severity", "priority", "exceptions", "class"];
 
 /// One item of a file, normalised from the flat or nested form.
 struct Item<'n> {
@@ -194,6 +194,15 @@ fn items_of<'n>(src: &'n Source, file: usize, root: &'n Node, errs: &mut Vec<Rul
             _ => None,
         });
         let Some((kind, knode, value)) = kinds.next() else {
+            // Falco's engine and plugin version requirements: nothing to check here (the
+            // fields and operators a file uses are checked where they are used).
+            if entries.len() == 1
+                && entries.iter().any(|(k, _)| {
+                    matches!(k.as_str(), Some("required_engine_version" | "required_plugin_versions"))
+                })
+            {
+                continue;
+            }
             let at = entries.first().map_or(*mark, |e| e.0.mark());
             errs.push(src.error(at, "item has no 'list', 'macro' or 'rule' key"));
             continue;
@@ -325,6 +334,30 @@ fn severity(item: &Item, errs: &mut Vec<RuleError>) -> Option<Priority> {
     p
 }
 
+/// A list item as Falco reads it: items are pasted into conditions, so `'"(systemd)"'` (YAML
+/// gives `"(systemd)"`) is the string `(systemd)`.
+fn unquote(item: &str) -> String {
+    let b = item.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(q @ (b'"' | b'\'')), Some(e)) if b.len() >= 2 && q == e => {
+            let inner = &item[1..item.len() - 1];
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match (c, chars.clone().next()) {
+                    ('\\', Some(n @ ('\\' | '"' | '\''))) => {
+                        out.push(n);
+                        chars.next();
+                    }
+                    _ => out.push(c),
+                }
+            }
+            out
+        }
+        _ => item.to_string(),
+    }
+}
+
 /// A list definition: name, items (with positions) and file index.
 type ListDef = (String, Vec<(String, Mark)>, usize);
 
@@ -368,7 +401,7 @@ fn resolve_lists(
                     visit(j, depth + 1, sources, defs, index, state, out, errs);
                     vals.extend(out.get(it).into_iter().flatten().cloned());
                 }
-                None => vals.push(it.clone()),
+                None => vals.push(unquote(it)),
             }
         }
         state[i] = 2;
@@ -383,8 +416,117 @@ fn resolve_lists(
     out
 }
 
-pub(crate) fn load(inputs: &[(&str, &str)]) -> Result<Vec<Rule>, Vec<RuleError>> {
+/// Which lists and macros a file sees. The embedded default pack keeps its own: a user file
+/// that defines one of the same names (Falco's files define six) gets its own definition, and
+/// the pack's rules keep their meaning. User files see their own definitions, then the pack's;
+/// `append` to a name only the pack defines extends the pack's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Scope {
+    Pack,
+    User,
+}
+
+/// Keys of a Falco-schema rule item (plus `class`, boxwatch's, to override the derived class).
+const FALCO_RULE_KEYS: &[&str] = &[
+    "desc",
+    "condition",
+    "output",
+    "priority",
+    "tags",
+    "enabled",
+    "source",
+    "exceptions",
+    "append",
+    "override",
+    "warn_evttypes",
+    "skip-if-unknown-filter",
+    "capture",
+    "capture_duration",
+    "class",
+];
+/// Keys that make a rule item boxwatch's schema rather than Falco's.
+const BOXWATCH_MARKERS: &[&str] = &["name", "why", "severity", "mitre", "examples", "description"];
+
+/// `override: {key: append|replace, ...}`: each key and whether it appends.
+fn override_map<'n>(it: &Item<'n>, allowed: &[&str], errs: &mut Vec<RuleError>) -> Vec<(&'n str, bool)> {
+    let Some(Node::Map { entries, .. }) = it.get("override") else { return Vec::new() };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let (Some(key), Some(mode)) = (k.as_str(), v.as_str()) else {
+            errs.push(it.src.error(k.mark(), "'override' maps keys to 'append' or 'replace'"));
+            continue;
+        };
+        if !allowed.contains(&key) {
+            errs.push(it.src.error(
+                k.mark(),
+                format!(
+                    "'{key}' cannot be overridden in a {} (expected one of: {})",
+                    it.kind,
+                    allowed.join(", ")
+                ),
+            ));
+            continue;
+        }
+        match mode {
+            "append" => out.push((key, true)),
+            "replace" => out.push((key, false)),
+            _ => errs.push(
+                it.src
+                    .error(v.mark(), format!("override mode must be 'append' or 'replace', found '{mode}'")),
+            ),
+        }
+    }
+    out
+}
+
+/// A rule in Falco's schema, gathered across its definition, `append`s and `override`s.
+struct FalcoRule<'n> {
+    name: String,
+    file: usize,
+    mark: Mark,
+    scope: Scope,
+    cond: Option<CondText>,
+    output: Option<CondText>,
+    desc: String,
+    priority: Option<Priority>,
+    tags: Vec<String>,
+    enabled: bool,
+    exceptions: Vec<(usize, &'n Node)>,
+    class: Option<Class>,
+    source: Option<String>,
+    skip_unknown: bool,
+}
+
+/// The class of a Falco rule from its tags (MITRE tactics, Falco's topic tags).
+pub(crate) fn class_from_tags(tags: &[String]) -> Class {
+    let has = |t: &str| tags.iter().any(|x| x.eq_ignore_ascii_case(t));
+    if has("T1611") || has("mitre_escape") {
+        Class::Escape
+    } else if has("mitre_privilege_escalation") {
+        Class::PrivilegeEscalation
+    } else if has("network")
+        || has("mitre_command_and_control")
+        || has("mitre_exfiltration")
+        || has("mitre_lateral_movement")
+    {
+        Class::Network
+    } else if has("filesystem") {
+        Class::Filesystem
+    } else {
+        Class::Other
+    }
+}
+
+fn scalar_text<'n>(it: &Item<'n>, key: &str, errs: &mut Vec<RuleError>) -> Option<(&'n str, Mark, Style)> {
+    match it.str(key, errs)? {
+        (text, Node::Scalar { mark, style, .. }) => Some((text, *mark, *style)),
+        _ => None,
+    }
+}
+
+pub(crate) fn load(inputs: &[(&str, &str)], pack: usize) -> Result<Vec<Rule>, Vec<RuleError>> {
     let sources: Vec<Source> = inputs.iter().map(|(n, t)| Source::new(n, t)).collect();
+    let scope_of = |file: usize| if file < pack { Scope::Pack } else { Scope::User };
     let mut errs = Vec::new();
     let roots: Vec<Option<Node>> = sources
         .iter()
@@ -402,78 +544,125 @@ pub(crate) fn load(inputs: &[(&str, &str)]) -> Result<Vec<Rule>, Vec<RuleError>>
         .flat_map(|(i, r)| items_of(&sources[i], i, r, &mut errs))
         .collect();
 
-    // Lists, then macros: names are global across files.
-    let mut list_defs: Vec<ListDef> = Vec::new();
-    let mut macro_defs: Vec<MacroDef> = Vec::new();
-    let mut seen: HashMap<(&str, &str), (usize, Mark)> = HashMap::new();
+    // Lists, then macros, per scope. As in Falco, a later definition replaces an earlier one
+    // and `append` (or `override: {items|condition: append}`) extends it.
+    let mut lists: HashMap<(Scope, &str), ListDef> = HashMap::new();
+    // Macros keep their first definition's place: compile order decides which of several
+    // problems in a chain of macros is reported.
+    let mut macros: HashMap<(Scope, &str), (usize, MacroDef)> = HashMap::new();
     for it in &items {
         let Some((name, nmark)) = it.ident else { continue };
         let src = it.src;
+        let scope = scope_of(it.file);
         if it.kind == "rule" {
             continue;
         }
-        let prev = seen.get(&(it.kind, name)).copied();
-        if it.kind == "list" {
-            it.check_keys(&["items", "append"], &mut errs);
-            let append = it.bool("append", &mut errs).unwrap_or(false);
-            let vals: Vec<(String, Mark)> =
-                it.str_list("items", &mut errs).into_iter().map(|(s, m)| (s.to_string(), m)).collect();
-            if it.get("items").is_none() {
-                errs.push(src.error(it.mark, format!("list '{name}' is missing 'items'")));
-            }
-            match (prev, append) {
-                (None, true) => errs
-                    .push(src.error(nmark, format!("list '{name}' appends to a list not defined before it"))),
-                (Some(_), true) => {
-                    if let Some(d) = list_defs.iter_mut().find(|d| d.0 == name) {
-                        d.1.extend(vals);
-                    }
-                }
-                (Some((f, m)), false) => errs.push(src.error(
-                    nmark,
-                    format!("list '{name}' is already defined at {}:{}", sources[f].name, m.line),
-                )),
-                (None, false) => {
-                    list_defs.push((name.to_string(), vals, it.file));
-                    seen.insert((it.kind, name), (it.file, nmark));
-                }
-            }
-            continue;
-        }
-        it.check_keys(&["condition"], &mut errs);
-        if !is_macro_name(name) {
+        let (key, what) = if it.kind == "list" { ("items", "list") } else { ("condition", "macro") };
+        it.check_keys(&[key, "append", "override"], &mut errs);
+        let over = override_map(it, &[key], &mut errs);
+        let append = it.bool("append", &mut errs).unwrap_or(false) || over.iter().any(|o| o.1);
+        let replace = over.iter().any(|o| !o.1);
+        if it.kind == "macro" && !is_macro_name(name) {
             errs.push(src.error(nmark, format!("invalid macro name '{name}' (letters, digits and '_', not starting with a digit; not a keyword)")));
             continue;
         }
-        if let Some((f, m)) = prev {
-            errs.push(src.error(
-                nmark,
-                format!("macro '{name}' is already defined at {}:{}", sources[f].name, m.line),
-            ));
+        let target = if append || replace {
+            let own = (scope, name);
+            let pack_key = (Scope::Pack, name);
+            let exists = |k| if what == "list" { lists.contains_key(&k) } else { macros.contains_key(&k) };
+            let k = if exists(own) {
+                Some(own)
+            } else if exists(pack_key) {
+                Some(pack_key)
+            } else {
+                None
+            };
+            if k.is_none() {
+                let verb = if append { "appends to" } else { "overrides" };
+                errs.push(src.error(nmark, format!("{what} '{name}' {verb} a {what} not defined before it")));
+                continue;
+            }
+            k
+        } else {
+            None
+        };
+        if it.kind == "list" {
+            if it.get("items").is_none() {
+                errs.push(src.error(it.mark, format!("list '{name}' is missing 'items'")));
+            }
+            let vals: Vec<(String, Mark)> =
+                it.str_list("items", &mut errs).into_iter().map(|(s, m)| (s.to_string(), m)).collect();
+            match target.and_then(|k| lists.get_mut(&k)) {
+                Some(d) if append => d.1.extend(vals),
+                Some(d) => d.1 = vals,
+                None => {
+                    lists.insert((scope, name), (name.to_string(), vals, it.file));
+                }
+            }
             continue;
         }
-        seen.insert((it.kind, name), (it.file, nmark));
-        if let Some((text, n)) = it.required("condition", &mut errs)
-            && let Node::Scalar { style, mark, .. } = n
-        {
-            macro_defs.push(MacroDef {
-                name: name.to_string(),
-                file: it.file,
-                mark: *mark,
-                style: *style,
-                text: text.to_string(),
-            });
+        let Some((text, mark, style)) = scalar_text(it, "condition", &mut errs) else {
+            if it.get("condition").is_none() {
+                errs.push(src.error(it.mark, format!("macro '{name}' is missing 'condition'")));
+            }
+            continue;
+        };
+        if text.trim().is_empty() {
+            errs.push(src.error(mark, format!("'condition' of macro '{name}' is empty")));
+            continue;
+        }
+        let (own, n) = ((scope, name), macros.len());
+        match target.or(Some(own)).and_then(|k| macros.get_mut(&k)) {
+            Some((_, d)) if append => d.cond.append(it.file, mark, style, text),
+            Some((_, d)) => d.cond = CondText::new(it.file, mark, style, text),
+            None => {
+                let cond = CondText::new(it.file, mark, style, text);
+                macros.insert(own, (n, MacroDef { name: name.to_string(), cond }));
+            }
         }
     }
-    let lists = resolve_lists(&sources, &list_defs, &mut errs);
-    let mut comp = Compiler::new(&sources, &lists, &macro_defs);
-    comp.compile_macros();
+    let defs_for = |scope: Scope| -> Vec<ListDef> {
+        let mut v: Vec<ListDef> = lists
+            .iter()
+            .filter(|((s, n), _)| *s == scope || (*s == Scope::Pack && !lists.contains_key(&(scope, *n))))
+            .map(|(_, d)| d.clone())
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let macros_for = |scope: Scope| -> Vec<MacroDef> {
+        let mut v: Vec<&(usize, MacroDef)> = macros
+            .iter()
+            .filter(|((s, n), _)| *s == scope || (*s == Scope::Pack && !macros.contains_key(&(scope, *n))))
+            .map(|(_, d)| d)
+            .collect();
+        v.sort_by_key(|d| d.0);
+        v.into_iter().map(|d| d.1.clone()).collect()
+    };
+    let (pack_lists, user_lists) = (defs_for(Scope::Pack), defs_for(Scope::User));
+    let (pack_macros, user_macros) = (macros_for(Scope::Pack), macros_for(Scope::User));
+    let pack_resolved = resolve_lists(&sources, &pack_lists, &mut errs);
+    let user_resolved = resolve_lists(&sources, &user_lists, &mut errs);
+    let mut comp_pack = Compiler::new(&sources, &pack_resolved, &pack_macros);
+    let mut comp_user = Compiler::new(&sources, &user_resolved, &user_macros);
+    if pack > 0 {
+        comp_pack.compile_macros();
+    }
+    comp_user.compile_macros();
 
-    let mut rules: Vec<Rule> = Vec::new();
+    let mut rules: Vec<(usize, usize, Rule)> = Vec::new();
     let mut rule_at: HashMap<&str, (usize, Mark)> = HashMap::new();
     let mut overrides: Vec<&Item> = Vec::new();
+    let mut falco: Vec<FalcoRule> = Vec::new();
     for it in items.iter().filter(|i| i.kind == "rule") {
         let Some((id, idmark)) = it.ident else { continue };
+        let comp = if scope_of(it.file) == Scope::Pack { &mut comp_pack } else { &mut comp_user };
+        let boxwatch_override = matches!(it.get("override"), Some(Node::Scalar { .. }));
+        let boxwatch = boxwatch_override || BOXWATCH_MARKERS.iter().any(|k| it.get(k).is_some());
+        if !boxwatch {
+            falco_item(it, id, idmark, scope_of(it.file), &rule_at, &mut falco, &mut errs);
+            continue;
+        }
         if it.bool("override", &mut errs) == Some(true) {
             it.check_keys(OVERRIDE_KEYS, &mut errs);
             overrides.push(it);
@@ -483,7 +672,10 @@ pub(crate) fn load(inputs: &[(&str, &str)]) -> Result<Vec<Rule>, Vec<RuleError>>
         if !is_kebab(id) {
             errs.push(it.src.error(idmark, format!("rule id '{id}' must be kebab-case (a-z, 0-9, '-')")));
         }
-        let dup = rule_at.get(id).copied();
+        let dup = rule_at
+            .get(id)
+            .copied()
+            .or_else(|| falco.iter().find(|f| f.name == id).map(|f| (f.file, f.mark)));
         if let Some((f, m)) = dup {
             errs.push(it.src.error(
                 idmark,
@@ -493,12 +685,21 @@ pub(crate) fn load(inputs: &[(&str, &str)]) -> Result<Vec<Rule>, Vec<RuleError>>
             rule_at.insert(id, (it.file, idmark));
         }
         // A duplicate is still compiled, for its own errors.
-        if let Some(r) = rule(it, id, &mut comp, &mut errs).filter(|_| dup.is_none()) {
+        if let Some(r) = rule(it, id, comp, &mut errs).filter(|_| dup.is_none()) {
+            rules.push((it.file, it.mark.line, r));
+        }
+    }
+    for fr in falco {
+        let comp = if fr.scope == Scope::Pack { &mut comp_pack } else { &mut comp_user };
+        if let Some(r) = compile_falco(fr, &sources, comp, &mut errs) {
             rules.push(r);
         }
     }
+    rules.sort_by_key(|r| (r.0, r.1));
+    let mut rules: Vec<Rule> = rules.into_iter().map(|r| r.2).collect();
     for it in overrides {
         let Some((id, idmark)) = it.ident else { continue };
+        let comp = if scope_of(it.file) == Scope::Pack { &comp_pack } else { &comp_user };
         let Some(r) = rules.iter_mut().find(|r| r.info.id == id) else {
             errs.push(it.src.error(idmark, format!("override of unknown rule '{id}'")));
             continue;
@@ -511,13 +712,20 @@ pub(crate) fn load(inputs: &[(&str, &str)]) -> Result<Vec<Rule>, Vec<RuleError>>
         {
             r.info.severity = p;
         }
+        if let Some((c, n)) = it.str("class", &mut errs) {
+            match Class::ALL.into_iter().find(|k| k.as_str() == c.trim()) {
+                Some(k) => r.info.class = k,
+                None => errs.push(it.src.error(n.mark(), format!("unknown class '{c}' (expected escape, privilege_escalation, network, filesystem or other)"))),
+            }
+        }
         if let Some(n) = it.get("exceptions") {
             let exc = exceptions(it.src, n, comp.lists, &mut errs);
             let pred = std::mem::replace(&mut r.pred, Pred::Const(false));
             r.pred = Pred::and(vec![pred, Pred::negate(exc)]);
         }
     }
-    errs.append(&mut comp.errors);
+    errs.append(&mut comp_pack.errors);
+    errs.append(&mut comp_user.errors);
     if errs.is_empty() {
         return Ok(rules);
     }
@@ -525,6 +733,219 @@ pub(crate) fn load(inputs: &[(&str, &str)]) -> Result<Vec<Rule>, Vec<RuleError>>
     errs.sort_by_key(|e| (order.get(e.file.as_str()).copied().unwrap_or(usize::MAX), e.line, e.column));
     errs.dedup();
     Err(errs)
+}
+
+/// One Falco-schema rule item: a definition (replacing an earlier one of the same name, as
+/// Falco does), an `append`, an `override`, or an `enabled` toggle.
+fn falco_item<'n>(
+    it: &Item<'n>,
+    name: &str,
+    nmark: Mark,
+    scope: Scope,
+    boxwatch_ids: &HashMap<&str, (usize, Mark)>,
+    falco: &mut Vec<FalcoRule<'n>>,
+    errs: &mut Vec<RuleError>,
+) {
+    let src = it.src;
+    it.check_keys(FALCO_RULE_KEYS, errs);
+    let over = override_map(
+        it,
+        &["condition", "output", "desc", "priority", "tags", "exceptions", "enabled", "class"],
+        errs,
+    );
+    let append = it.bool("append", errs).unwrap_or(false);
+    let cond = scalar_text(it, "condition", errs);
+    let output = scalar_text(it, "output", errs);
+    let tags: Vec<String> = it.str_list("tags", errs).into_iter().map(|(t, _)| t.to_string()).collect();
+    let priority = it.str("priority", errs).and_then(|(p, n)| {
+        let v = parse_severity(p.trim());
+        if v.is_none() {
+            errs.push(src.error(n.mark(), format!("unknown priority '{p}' (expected EMERGENCY, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFORMATIONAL or DEBUG)")));
+        }
+        v
+    });
+    let class = it.str("class", errs).and_then(|(c, n)| {
+        let class = Class::ALL.into_iter().find(|k| k.as_str() == c.trim());
+        if class.is_none() {
+            errs.push(src.error(n.mark(), format!("unknown class '{c}' (expected escape, privilege_escalation, network, filesystem or other)")));
+        }
+        class
+    });
+    let enabled = it.bool("enabled", errs);
+    let desc = it.str("desc", errs).map(|d| d.0.trim().to_string());
+    let exc = it.get("exceptions");
+    let existing = falco.iter().position(|f| f.name == name);
+    let modifies = append || !over.is_empty();
+    let only_enabled = !modifies && enabled.is_some() && it.entries.iter().all(|e| e.0 == "enabled");
+    if modifies || only_enabled {
+        let Some(i) = existing else {
+            let msg = if boxwatch_ids.contains_key(name) {
+                format!("rule '{name}' is a boxwatch rule: change it with 'override: true'")
+            } else {
+                format!(
+                    "rule '{name}' {} a rule not defined before it",
+                    if only_enabled {
+                        "enables"
+                    } else if append {
+                        "appends to"
+                    } else {
+                        "overrides"
+                    }
+                )
+            };
+            errs.push(src.error(nmark, msg));
+            return;
+        };
+        let f = &mut falco[i];
+        if only_enabled {
+            f.enabled = enabled.unwrap_or(f.enabled);
+            return;
+        }
+        let mode =
+            |key: &str| if append { Some(true) } else { over.iter().find(|o| o.0 == key).map(|o| o.1) };
+        if let (Some(m), Some((text, mark, style))) = (mode("condition"), cond) {
+            match (m, f.cond.as_mut()) {
+                (true, Some(c)) => c.append(it.file, mark, style, text),
+                _ => f.cond = Some(CondText::new(it.file, mark, style, text)),
+            }
+        }
+        if let (Some(m), Some((text, mark, style))) = (mode("output"), output) {
+            match (m && !append, f.output.as_mut()) {
+                (true, Some(c)) => c.append(it.file, mark, style, text),
+                _ if append => {}
+                _ => f.output = Some(CondText::new(it.file, mark, style, text)),
+            }
+        }
+        if let (Some(m), Some(n)) = (mode("exceptions"), exc) {
+            if !m {
+                f.exceptions.clear();
+            }
+            f.exceptions.push((it.file, n));
+        }
+        if let (Some(m), false) = (over.iter().find(|o| o.0 == "tags").map(|o| o.1), tags.is_empty()) {
+            if !m {
+                f.tags.clear();
+            }
+            f.tags.extend(tags);
+        }
+        if over.iter().any(|o| o.0 == "priority") && priority.is_some() {
+            f.priority = priority;
+        }
+        if over.iter().any(|o| o.0 == "desc")
+            && let Some(d) = desc
+        {
+            f.desc = d;
+        }
+        if over.iter().any(|o| o.0 == "enabled")
+            && let Some(e) = enabled
+        {
+            f.enabled = e;
+        }
+        if over.iter().any(|o| o.0 == "class") && class.is_some() {
+            f.class = class;
+        }
+        return;
+    }
+    if let Some((f, m)) = boxwatch_ids.get(name) {
+        errs.push(
+            src.error(
+                nmark,
+                format!("duplicate rule id '{name}' (first defined in file {f} line {})", m.line),
+            ),
+        );
+        return;
+    }
+    for key in ["condition", "output", "priority"] {
+        if it.get(key).is_none() {
+            errs.push(src.error(it.mark, format!("rule '{name}' is missing '{key}'")));
+        }
+    }
+    let def = FalcoRule {
+        name: name.to_string(),
+        file: it.file,
+        mark: it.mark,
+        scope,
+        cond: cond.map(|(t, m, s)| CondText::new(it.file, m, s, t)),
+        output: output.map(|(t, m, s)| CondText::new(it.file, m, s, t)),
+        desc: desc.unwrap_or_default(),
+        priority,
+        tags,
+        enabled: enabled.unwrap_or(true),
+        exceptions: exc.map(|n| vec![(it.file, n)]).unwrap_or_default(),
+        class,
+        source: it.str("source", errs).map(|s| s.0.trim().to_string()),
+        skip_unknown: it.bool("skip-if-unknown-filter", errs).unwrap_or(false),
+    };
+    // Falco: a later definition of a rule replaces the earlier one.
+    match existing {
+        Some(i) => falco[i] = def,
+        None => falco.push(def),
+    }
+}
+
+/// Compile a gathered Falco rule: `(file, line, rule)`.
+fn compile_falco(
+    fr: FalcoRule,
+    sources: &[Source],
+    comp: &mut Compiler,
+    errs: &mut Vec<RuleError>,
+) -> Option<(usize, usize, Rule)> {
+    let src = &sources[fr.file];
+    let (cond, output, priority) = (fr.cond?, fr.output?, fr.priority?);
+    let mitre: Vec<String> = fr.tags.iter().filter(|t| is_mitre(t)).cloned().collect();
+    let class = fr.class.unwrap_or_else(|| class_from_tags(&fr.tags));
+    let mut inert = None;
+    let pred = if let Some(s) = fr.source.as_deref().filter(|s| *s != "syscall") {
+        inert = Some(format!("source '{s}' is not observed by boxwatch (syscall only)"));
+        Some(Pred::Const(false))
+    } else {
+        let before = comp.errors.len();
+        let p = comp.condition(&CondSrc { sources, cond: &cond });
+        if fr.skip_unknown && comp.errors.len() > before {
+            let first = comp.errors.drain(before..).next().map(|e| e.message).unwrap_or_default();
+            inert = Some(format!("skip-if-unknown-filter: {first}"));
+            Some(Pred::Const(false))
+        } else {
+            p
+        }
+    };
+    let exc: Vec<Pred> =
+        fr.exceptions.iter().map(|(f, n)| exceptions(&sources[*f], n, comp.lists, errs)).collect();
+    let out_src = CondSrc { sources, cond: &output };
+    let template = Template::parse(&output.text).map_err(|(off, msg)| errs.push(out_src.err(off, msg))).ok();
+    let pred = Pred::and(vec![pred?, Pred::negate(Pred::or(exc))]);
+    let mut types = pred.types().unwrap_or(ALL_TYPES);
+    if inert.is_some() {
+        types = 0;
+    } else if types == 0 {
+        errs.push(src.error(
+            fr.mark,
+            format!("rule '{}' can never match: its evt.type constraints exclude every event type", fr.name),
+        ));
+        return None;
+    } else if types & OBSERVED_TYPES == 0 {
+        inert = Some(format!(
+            "its event types are not observed by boxwatch: {}",
+            unreported_names(types).join(", ")
+        ));
+    }
+    let why = fr.desc.split_whitespace().collect::<Vec<_>>().join(" ");
+    let info = RuleInfo {
+        id: fr.name.clone(),
+        name: fr.name,
+        description: fr.desc,
+        why,
+        class,
+        severity: priority,
+        mitre,
+        tags: fr.tags.clone(),
+        enabled: fr.enabled,
+        origin: format!("{}:{}", src.name, fr.mark.line),
+        inert,
+    };
+    let rule =
+        Rule { tags: fr.tags, info, pred, output: template?, types, examples: Vec::new(), falco: true };
+    Some((fr.file, fr.mark.line, rule))
 }
 
 fn rule(it: &Item, id: &str, comp: &mut Compiler, errs: &mut Vec<RuleError>) -> Option<Rule> {
@@ -565,7 +986,8 @@ fn rule(it: &Item, id: &str, comp: &mut Compiler, errs: &mut Vec<RuleError>) -> 
     let enabled = it.bool("enabled", errs).unwrap_or(true);
     let cond = it.required("condition", errs).and_then(|(text, n)| match n {
         Node::Scalar { mark, style, .. } => {
-            comp.condition(&CondSrc { src, mark: *mark, style: *style, text })
+            let cond = CondText::new(it.file, *mark, *style, text);
+            comp.condition(&CondSrc { sources: comp.sources, cond: &cond })
         }
         _ => None,
     });
@@ -588,6 +1010,9 @@ fn rule(it: &Item, id: &str, comp: &mut Compiler, errs: &mut Vec<RuleError>) -> 
         ));
         return None;
     }
+    let inert = (types & OBSERVED_TYPES == 0).then(|| {
+        format!("its event types are not observed by boxwatch: {}", unreported_names(types).join(", "))
+    });
     let (class, severity) = (class?, sev?);
     let info = RuleInfo {
         id: id.to_string(),
@@ -600,6 +1025,15 @@ fn rule(it: &Item, id: &str, comp: &mut Compiler, errs: &mut Vec<RuleError>) -> 
         mitre: mitre.clone(),
         enabled,
         origin: format!("{}:{}", src.name, it.mark.line),
+        inert,
     };
-    Some(Rule { tags: alert_tags(class, &mitre, &tags), info, pred, output: output?, types, examples })
+    Some(Rule {
+        tags: alert_tags(class, &mitre, &tags),
+        info,
+        pred,
+        output: output?,
+        types,
+        examples,
+        falco: false,
+    })
 }

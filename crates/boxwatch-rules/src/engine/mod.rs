@@ -5,86 +5,35 @@
 //! problem as a [`RuleError`] (`file:line:column: message`, pointing inside conditions).
 //! Evaluation ([`RuleSet::evaluate`]) looks up the rules that can match the event's type in a
 //! per-type index and tests their compiled predicates; it allocates only to build alerts.
-//! [`stateful`] holds the detections that correlate several events.
+//! This module is the rule language only: the multi-event detections are
+//! [`crate::stateful`], the `examples:` runner [`crate::examples`], and both the rule set and
+//! the stateful detections are [`crate::Detector`]s.
 //!
 //! Pure like the rest of the crate: the caller passes the event, its context and the time;
 //! the only I/O is [`RuleSet::load_files`] reading the files it is given.
 
 mod compile;
-mod eval;
-mod examples;
+pub(crate) mod eval;
 mod exceptions;
-mod extract;
-mod fields;
+pub(crate) mod extract;
+pub(crate) mod fields;
 mod lexer;
 mod load;
-mod matchers;
+pub(crate) mod matchers;
 mod parser;
-pub mod stateful;
-mod symbols;
-mod yaml;
+pub(crate) mod symbols;
+pub(crate) mod yaml;
 
 use std::fmt;
 use std::path::PathBuf;
 
-use boxwatch_model::{ContainerRef, Event};
-
 use crate::alert::{Alert, Priority};
+use crate::examples;
 
-pub use examples::{ExampleFailure, ExampleReport};
-pub use stateful::{Stateful, StatefulConfig, StatefulStats};
-
-/// Everything a rule may look at: the event and what the daemon knows around it.
-/// Build with [`Input::new`] and set what is known.
-#[derive(Debug, Clone, Copy)]
-pub struct Input<'a> {
-    pub event: &'a Event,
-    /// The event's container; `None` for host processes.
-    pub container: Option<&'a ContainerRef>,
-    pub container_name: Option<&'a str>,
-    /// Image reference as the runtime reports it (`docker.io/library/nginx:1.25`).
-    pub image: Option<&'a str>,
-    pub pod_name: Option<&'a str>,
-    pub pod_namespace: Option<&'a str>,
-    pub privileged: bool,
-    /// Executable of the process (from its last exec); exec events use their own filename.
-    pub exe: Option<&'a str>,
-    /// Arguments of the process (from its last exec); exec events use their own argv.
-    pub argv: &'a [String],
-    /// Ancestor names (comm), nearest first: `ancestors[0]` is the parent.
-    pub ancestors: &'a [&'a str],
-    pub parent_exe: Option<&'a str>,
-    /// How the process entered its container: `container_init`, `exec_into:<via>`.
-    pub entry: Option<&'a str>,
-    /// On an exec: stdin or stdout of the new program is a socket (reverse shells).
-    pub stdio_is_socket: bool,
-    /// Wall-clock time of the event, Unix ns (alert time).
-    pub wall_ns: u64,
-    pub hostname: &'a str,
-}
-
-impl<'a> Input<'a> {
-    /// An input knowing only the event.
-    pub fn new(event: &'a Event) -> Input<'a> {
-        Input {
-            event,
-            container: None,
-            container_name: None,
-            image: None,
-            pod_name: None,
-            pod_namespace: None,
-            privileged: false,
-            exe: None,
-            argv: &[],
-            ancestors: &[],
-            parent_exe: None,
-            entry: None,
-            stdio_is_socket: false,
-            wall_ns: 0,
-            hostname: "",
-        }
-    }
-}
+pub use crate::detector::{Detector, Detectors};
+pub use crate::examples::{ExampleFailure, ExampleReport};
+pub use crate::input::Input;
+pub use crate::stateful::{Stateful, StatefulConfig, StatefulStats};
 
 /// A problem in a rules file, at `file:line:column` (line and column 1-based; 0 when the
 /// problem has no position, such as an unreadable file).
@@ -154,27 +103,32 @@ pub struct RuleInfo {
     pub enabled: bool,
     /// Where it is defined (`file:line`), for humans.
     pub origin: String,
+    /// Loaded but unable to fire here, and why (event types boxwatch does not observe, a
+    /// source other than syscalls, a filter skipped with `skip-if-unknown-filter`).
+    pub inert: Option<String>,
 }
 
 /// One compiled rule.
 #[derive(Debug)]
-struct Rule {
-    info: RuleInfo,
+pub(crate) struct Rule {
+    pub(crate) info: RuleInfo,
     pred: compile::Pred,
     output: eval::Template,
     /// `alert_tags` of the rule, computed once.
     tags: Vec<String>,
-    /// Event types it can match (bit per type id).
-    types: u64,
+    /// Event types it can match (bit per type id; unobserved types from bit 64 on).
+    types: u128,
     examples: Vec<examples::Example>,
+    /// Written in Falco's schema: the alert's output gets Falco's `time: Priority ` prefix.
+    falco: bool,
 }
 
 impl Rule {
-    fn matches(&self, cx: &extract::Ctx<'_, '_>) -> bool {
+    pub(crate) fn matches(&self, cx: &extract::Ctx<'_, '_>) -> bool {
         (self.types >> cx.ty) & 1 == 1 && self.pred.eval(cx)
     }
 
-    fn alert(&self, cx: &extract::Ctx<'_, '_>) -> Alert {
+    pub(crate) fn alert(&self, cx: &extract::Ctx<'_, '_>) -> Alert {
         let i = &self.info;
         let meta = eval::Meta {
             id: &i.id,
@@ -184,7 +138,9 @@ impl Rule {
             why: &i.why,
             tags: &self.tags,
         };
-        eval::build_alert(&meta, cx, self.output.render(cx), self.output.fields(), Vec::new())
+        let text = self.output.render(cx);
+        let output = if self.falco { eval::falco_prefix(cx.input.wall_ns, i.severity) + &text } else { text };
+        eval::build_alert(&meta, cx, output, self.output.fields(), Vec::new())
     }
 }
 
@@ -231,9 +187,19 @@ impl RuleSet {
         Self::from_sources(&[(name, text)])
     }
 
-    /// Compile several rules texts (`(name, text)`) as one rule set.
+    /// Compile several rules texts (`(name, text)`) as one rule set, in order: lists, macros and
+    /// rules are shared by all of them, a later list or macro definition replaces an earlier one.
     pub fn from_sources(sources: &[(&str, &str)]) -> Result<RuleSet, Vec<RuleError>> {
-        let rules = load::load(sources)?;
+        Self::with_pack(&[], sources)
+    }
+
+    /// Compile a rule pack and the user's files after it. The pack keeps its own lists and
+    /// macros: a user file defining one of the same names (as Falco's files do) gets its own, and
+    /// the pack's rules keep their meaning; user files see their own definitions, then the
+    /// pack's, and `append` to a name only the pack defines extends the pack's.
+    pub fn with_pack(pack: &[(&str, &str)], user: &[(&str, &str)]) -> Result<RuleSet, Vec<RuleError>> {
+        let all: Vec<(&str, &str)> = pack.iter().chain(user).copied().collect();
+        let rules = load::load(&all, pack.len())?;
         let mut rs = RuleSet { rules, by_type: Vec::new() };
         rs.reindex();
         Ok(rs)
@@ -253,6 +219,11 @@ impl RuleSet {
     /// Every rule, in file order.
     pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
         self.rules.iter().map(|r| &r.info)
+    }
+
+    /// Rules that are loaded but cannot fire here, with the reason.
+    pub fn inert(&self) -> impl Iterator<Item = (&RuleInfo, &str)> {
+        self.rules.iter().filter_map(|r| r.info.inert.as_deref().map(|why| (&r.info, why)))
     }
 
     pub fn len(&self) -> usize {
@@ -293,4 +264,28 @@ impl RuleSet {
 /// Every field a condition or output may use: (name, type, description).
 pub fn field_docs() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
     fields::FIELDS.iter().map(|f| (f.name, f.kind.name(), f.doc))
+}
+
+impl Detector for RuleSet {
+    fn name(&self) -> &str {
+        "rules"
+    }
+
+    fn observe(&mut self, input: &Input<'_>, out: &mut Vec<Alert>) {
+        self.evaluate(input, out);
+    }
+
+    fn rules(&self) -> Vec<RuleInfo> {
+        RuleSet::rules(self).cloned().collect()
+    }
+
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        let enabled = self.rules.iter().filter(|r| r.info.enabled).count();
+        let inert = self.rules.iter().filter(|r| r.info.enabled && r.info.inert.is_some()).count();
+        vec![
+            ("rules", self.rules.len() as u64),
+            ("rules_enabled", enabled as u64),
+            ("rules_inert", inert as u64),
+        ]
+    }
 }

@@ -36,6 +36,9 @@ pub(crate) enum Op {
     Glob,
     PMatch,
     Exists,
+    BContains,
+    BStartsWith,
+    Regex,
 }
 
 impl Op {
@@ -56,6 +59,9 @@ impl Op {
             Op::Glob => "glob",
             Op::PMatch => "pmatch",
             Op::Exists => "exists",
+            Op::BContains => "bcontains",
+            Op::BStartsWith => "bstartswith",
+            Op::Regex => "regex",
         }
     }
 
@@ -71,6 +77,9 @@ impl Op {
             "glob" => Op::Glob,
             "pmatch" => Op::PMatch,
             "exists" => Op::Exists,
+            "bcontains" => Op::BContains,
+            "bstartswith" => Op::BStartsWith,
+            "regex" => Op::Regex,
             _ => return None,
         })
     }
@@ -123,8 +132,20 @@ pub(crate) enum Ast {
 }
 
 const KEYWORDS: [&str; 3] = ["and", "or", "not"];
-const OPS: [&str; 9] =
-    ["in", "intersects", "startswith", "endswith", "contains", "icontains", "glob", "pmatch", "exists"];
+const OPS: [&str; 12] = [
+    "in",
+    "intersects",
+    "startswith",
+    "endswith",
+    "contains",
+    "icontains",
+    "glob",
+    "pmatch",
+    "exists",
+    "bcontains",
+    "bstartswith",
+    "regex",
+];
 
 pub(crate) fn parse(text: &str) -> Result<Ast, LexError> {
     let toks = lex(text)?;

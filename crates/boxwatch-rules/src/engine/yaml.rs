@@ -1,15 +1,15 @@
 //! A YAML document as a small tree of positioned nodes, and source positions.
 //!
-//! Built on `yaml-rust2`'s event parser, which gives a [`Marker`] (line, char column) for
-//! every scalar and collection: that is what lets an error point at the offending scalar, and
-//! at a token inside a condition string ([`Source::pos_in_scalar`]). All scalars stay strings
+//! Built on `libyaml-safer`'s event parser (a Rust port of libyaml, so it reads what Falco's
+//! own rules files rely on, such as a flow sequence whose closing `]` sits at its key's
+//! indentation), which gives a start mark (line, char column) for every scalar and
+//! collection: that is what lets an error point at the offending scalar, and at a token inside
+//! a condition string ([`Source::pos_in_scalar`]). All scalars stay strings
 //! (no YAML type resolution); anchors are ignored and aliases are refused, so a file cannot
 //! expand exponentially. Nesting is capped at [`MAX_DEPTH`], so the tree is never deep enough
 //! to exhaust the stack when built or dropped.
 
-use yaml_rust2::Event as YEvent;
-use yaml_rust2::parser::Parser;
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use libyaml_safer::{EventData as YEvent, Mark as YMark, Parser, ScalarStyle};
 
 use super::RuleError;
 
@@ -91,13 +91,15 @@ impl Source {
         Source { name: name.to_string(), text: text.to_string(), line_starts }
     }
 
-    /// A yaml-rust2 marker (1-based line, 0-based char column) as a [`Mark`].
-    fn mark(&self, m: &Marker) -> Mark {
-        let line = m.line().max(1);
+    /// A libyaml mark (0-based line and char column) as a [`Mark`].
+    fn mark(&self, m: &YMark) -> Mark {
+        let line =
+            usize::try_from(m.line).unwrap_or(usize::MAX).saturating_add(1).min(self.line_starts.len());
+        let col = usize::try_from(m.column).unwrap_or(0);
         let start = self.line_starts.get(line - 1).copied().unwrap_or(self.text.len());
         let rest = self.text.get(start..).unwrap_or("");
-        let byte = start + rest.char_indices().nth(m.col()).map_or(rest.len(), |(i, _)| i);
-        Mark { byte, line, col: m.col() + 1 }
+        let byte = start + rest.char_indices().nth(col).map_or(rest.len(), |(i, _)| i);
+        Mark { byte, line, col: col + 1 }
     }
 
     /// Line and column of a byte offset.
@@ -119,6 +121,13 @@ impl Source {
     /// removed (indentation, line breaks, quotes, escape backslashes). Exact for plain and
     /// block scalars and for quoted ones without escapes; close otherwise.
     pub fn pos_in_scalar(&self, start: Mark, style: Style, value: &str, offset: usize) -> Mark {
+        // A block scalar is marked at its `|`/`>` header; its content starts on the next line.
+        let start = match (style, self.text.get(start.byte..)) {
+            (Style::Block, Some(rest)) if rest.starts_with(['|', '>']) => {
+                rest.find('\n').map_or(start, |nl| self.mark_at(start.byte + nl + 1))
+            }
+            _ => start,
+        };
         let mut src = self.text.get(start.byte..).unwrap_or("").char_indices().peekable();
         if style == Style::Quoted {
             src.next();
@@ -161,7 +170,7 @@ impl Source {
 
 /// Parse a source into its single document's root node (`None` for an empty file).
 pub(crate) fn parse(src: &Source) -> Result<Option<Node>, RuleError> {
-    // yaml-rust2 is fuzzed upstream; the catch is a last line of defence so a parser bug
+    // libyaml is fuzzed upstream; the catch is a last line of defence so a parser bug
     // becomes an error message rather than a crashed daemon.
     match std::panic::catch_unwind(|| build(src)) {
         Ok(r) => r,
@@ -175,41 +184,49 @@ enum Frame {
 }
 
 fn build(src: &Source) -> Result<Option<Node>, RuleError> {
-    let mut parser = Parser::new_from_str(&src.text);
+    let mut bytes = src.text.as_bytes();
+    let mut parser = Parser::new();
+    parser.set_input_string(&mut bytes);
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Node> = None;
     let mut documents = 0;
     loop {
-        let (ev, marker) = parser.next_token().map_err(|e| {
-            let m = src.mark(e.marker());
-            src.error(m, format!("YAML syntax error: {}", e.info()))
+        let ev = parser.parse().map_err(|e| {
+            let m = e.problem_mark().map_or(Mark { byte: 0, line: 1, col: 1 }, |m| src.mark(&m));
+            let what = match e.context() {
+                Some(c) => format!("{} {c}", e.problem()),
+                None => e.problem().to_string(),
+            };
+            src.error(m, format!("YAML syntax error: {what}"))
         })?;
-        let mark = src.mark(&marker);
-        let node = match ev {
+        let mark = src.mark(&ev.start_mark);
+        let node = match ev.data {
             YEvent::StreamEnd => return Ok(root),
-            YEvent::DocumentStart => {
+            YEvent::DocumentStart { .. } => {
                 documents += 1;
                 if documents > 1 {
                     return Err(src.error(mark, "only one YAML document per rules file"));
                 }
                 continue;
             }
-            YEvent::Alias(_) => return Err(src.error(mark, "YAML aliases are not supported in rules files")),
-            YEvent::SequenceStart(..) | YEvent::MappingStart(..) => {
+            YEvent::Alias { .. } => {
+                return Err(src.error(mark, "YAML aliases are not supported in rules files"));
+            }
+            YEvent::SequenceStart { .. } | YEvent::MappingStart { .. } => {
                 if stack.len() >= MAX_DEPTH {
                     return Err(src.error(mark, format!("nesting deeper than {MAX_DEPTH} levels")));
                 }
-                stack.push(match ev {
-                    YEvent::SequenceStart(..) => Frame::Seq(Vec::new(), mark),
+                stack.push(match ev.data {
+                    YEvent::SequenceStart { .. } => Frame::Seq(Vec::new(), mark),
                     _ => Frame::Map(Vec::new(), None, mark),
                 });
                 continue;
             }
-            YEvent::Scalar(value, style, _, _) => {
+            YEvent::Scalar { value, style, .. } => {
                 let style = match style {
-                    TScalarStyle::Plain => Style::Plain,
-                    TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => Style::Quoted,
-                    TScalarStyle::Literal | TScalarStyle::Folded => Style::Block,
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Style::Quoted,
+                    ScalarStyle::Literal | ScalarStyle::Folded => Style::Block,
+                    _ => Style::Plain,
                 };
                 Node::Scalar { value, style, mark }
             }
@@ -218,7 +235,7 @@ fn build(src: &Source) -> Result<Option<Node>, RuleError> {
                 _ => return Err(src.error(mark, "malformed YAML sequence")),
             },
             YEvent::MappingEnd => match stack.pop() {
-                // yaml-rust2 marks a block mapping after its first key; its first key is exact.
+                // A block mapping is where its first key is.
                 Some(Frame::Map(entries, None, mark)) => {
                     let mark = entries.first().map_or(mark, |(k, _)| k.mark());
                     Node::Map { entries, mark }
@@ -289,5 +306,17 @@ mod tests {
         assert!(parse(&Source::new("f", "a: &x 1\nb: *x\n")).unwrap_err().message.contains("alias"));
         assert!(parse(&Source::new("f", "")).unwrap().is_none());
         assert!(parse(&Source::new("f", "a\n---\nb\n")).is_err());
+    }
+
+    #[test]
+    fn flow_sequence_closed_at_its_keys_indentation() {
+        // Falco's sandbox rules file writes lists this way; libyaml and yaml-cpp accept it.
+        let n = root("- list: x\n  items: [\n    \"a\",\n    'b'\n  ]\n- macro: y\n");
+        let Node::Seq { items, .. } = n else { panic!() };
+        assert_eq!(items.len(), 2);
+        let Node::Map { entries, .. } = &items[0] else { panic!() };
+        let Node::Seq { items: vals, .. } = &entries[1].1 else { panic!() };
+        assert_eq!(vals.iter().filter_map(Node::as_str).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!((vals[0].mark().line, vals[0].mark().col), (3, 5));
     }
 }

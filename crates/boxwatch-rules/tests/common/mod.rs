@@ -19,6 +19,7 @@ pub fn repo() -> PathBuf {
 }
 
 /// The default pack from `rules/default/`, as the binary embeds it.
+#[allow(dead_code)]
 pub fn default_rules() -> RuleSet {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("rules/default"))
         .expect("rules/default")

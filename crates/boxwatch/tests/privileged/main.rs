@@ -11,6 +11,7 @@ mod enrichment;
 mod escaping;
 mod events;
 mod fairness;
+mod falco_rules;
 mod filtering;
 mod harness_smoke;
 mod history;

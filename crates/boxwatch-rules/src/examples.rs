@@ -1,4 +1,6 @@
 //! Rule examples: inline event specs built into real [`Event`]s, run by `boxwatch rules test`.
+//! The `examples:` key of a rule is parsed here ([`parse`], called by the loader) and run
+//! against the compiled rule ([`run`]); the rule language itself lives in [`crate::engine`].
 //!
 //! ```yaml
 //! examples:
@@ -22,11 +24,12 @@ use boxwatch_model::{
     ContainerRef, Detail, Event, FdType, ProcessInfo, Runtime, SockAddr, event::Namespaces,
 };
 
-use super::extract::{Ctx, fd_type_name};
-use super::fields;
-use super::symbols::{self as sym, Table};
-use super::yaml::{Mark, Node, Source};
-use super::{Input, Rule, RuleError};
+use crate::engine::extract::{Ctx, fd_type_name};
+use crate::engine::fields;
+use crate::engine::symbols::{self as sym, Table};
+use crate::engine::yaml::{Mark, Node, Source};
+use crate::engine::{Rule, RuleError};
+use crate::input::Input;
 
 /// An event spec built into owned values.
 #[derive(Debug, Clone)]
@@ -68,6 +71,7 @@ impl Spec {
             stdio_is_socket: self.stdio_is_socket,
             wall_ns: 1_700_000_000_000_000_000,
             hostname: "example",
+            ..Input::new(&self.event)
         }
     }
 }
@@ -106,7 +110,7 @@ impl fmt::Display for ExampleReport {
     }
 }
 
-/// Outcome of [`super::RuleSet::run_examples`].
+/// Outcome of [`crate::RuleSet::run_examples`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExampleReport {
     pub passed: usize,

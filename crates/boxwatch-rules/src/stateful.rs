@@ -23,14 +23,16 @@ use std::net::IpAddr;
 use boxwatch_model::Detail;
 use serde_json::{Value, json};
 
-use super::eval::{Meta, alert_tags, build_alert};
-use super::extract::Ctx;
-use super::matchers::PrefixSet;
-use super::symbols::{
+use crate::alert::{Alert, Priority};
+use crate::detector::Detector;
+use crate::engine::eval::{Meta, alert_tags, build_alert};
+use crate::engine::extract::Ctx;
+use crate::engine::matchers::PrefixSet;
+use crate::engine::symbols::{
     CLONE_FLAGS, CLONE_NEWCGROUP, CLONE_NEWNS, CLONE_NEWUSER, O_ACCMODE, O_CREAT, render_flags,
 };
-use super::{Class, Input, RuleInfo};
-use crate::alert::{Alert, Priority};
+use crate::engine::{Class, RuleInfo};
+use crate::input::Input;
 
 /// Tunables; [`StatefulConfig::default`] gives the documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +305,7 @@ impl Stateful {
                 tags: d.tags.iter().map(|s| s.to_string()).collect(),
                 enabled,
                 origin: "builtin:stateful".into(),
+                inert: None,
             })
             .collect()
     }
@@ -532,6 +535,35 @@ fn alert(d: &Def, cx: &Ctx<'_, '_>, output: String, extra: Vec<(&'static str, Va
     let tags = alert_tags(d.class, &mitre, &tags);
     let meta = Meta { id: d.id, name: d.name, class: d.class, priority: d.severity, why: d.why, tags: &tags };
     build_alert(&meta, cx, output, std::iter::empty(), extra)
+}
+
+impl Detector for Stateful {
+    fn name(&self) -> &str {
+        "stateful"
+    }
+
+    fn observe(&mut self, input: &Input<'_>, out: &mut Vec<Alert>) {
+        Stateful::observe(self, input, out);
+    }
+
+    fn rules(&self) -> Vec<RuleInfo> {
+        Stateful::rules(self)
+    }
+
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        let s = Stateful::stats(self);
+        vec![
+            ("stateful_written_files", s.written_files as u64),
+            ("stateful_setuid_files", s.setuid_files as u64),
+            ("stateful_ns_processes", s.ns_processes as u64),
+            ("stateful_scan_processes", s.scan_processes as u64),
+            ("stateful_written_evictions", s.written_evictions),
+            ("stateful_setuid_evictions", s.setuid_evictions),
+            ("stateful_ns_evictions", s.ns_evictions),
+            ("stateful_scan_evictions", s.scan_evictions),
+            ("stateful_alerts", s.alerts),
+        ]
+    }
 }
 
 #[cfg(test)]
