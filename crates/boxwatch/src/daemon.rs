@@ -1025,6 +1025,8 @@ mod tests {
             ..AggregateConfig::default()
         });
         let out = fold(&mut limited, (10..14).map(|p| raised("r", "/f", p)).collect(), S);
-        assert_eq!(out.iter().map(pid).collect::<Vec<_>>(), [Some(10)]);
+        assert_eq!(out.iter().map(pid).collect::<Vec<_>>(), [Some(10), None]);
+        // The None is the in-band notice that the container's alerts are being suppressed.
+        assert_eq!(out[1].alert.rule, boxwatch_rules::aggregate::SUPPRESSION_RULE);
     }
 }
