@@ -197,7 +197,7 @@ fn main() -> anyhow::Result<()> {
     println!("{table}");
     eprintln!("boxwatch-eval: {} scenarios in {:.0} s; daemon {stats}", results.len(), wall.as_secs_f64());
     if let Some(p) = &args.markdown {
-        std::fs::write(p, report::markdown(&results, &table, wall, &binary))
+        std::fs::write(p, report::markdown(&results, &table, wall, &binary, &stats))
             .with_context(|| format!("write {}", p.display()))?;
         eprintln!("boxwatch-eval: wrote {}", p.display());
     }

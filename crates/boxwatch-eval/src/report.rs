@@ -75,7 +75,7 @@ fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-pub fn markdown(results: &[Outcome], table: &str, wall: Duration, binary: &Path) -> String {
+pub fn markdown(results: &[Outcome], table: &str, wall: Duration, binary: &Path, stats: &str) -> String {
     let mut m = String::new();
     let date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let kernel = sh("uname", &["-r"]);
@@ -104,6 +104,12 @@ pub fn markdown(results: &[Outcome], table: &str, wall: Duration, binary: &Path)
          either way (they are listed below).\n"
     );
     let _ = writeln!(m, "{table}");
+    let _ = writeln!(
+        m,
+        "The daemon's own count of what it saw and lost during the run (a drop could hide an alert; \
+         every scenario's result above is what was delivered):\n\n```\n{}\n```\n",
+        stats.trim()
+    );
     let misses: Vec<&Outcome> = results.iter().filter(|o| !o.scenario.is_benign() && !o.detected()).collect();
     let fps: Vec<&Outcome> = results.iter().filter(|o| o.false_positive()).collect();
     let _ = writeln!(m, "## Misses and false positives\n");
