@@ -47,6 +47,12 @@ pub fn table(results: &[Outcome]) -> String {
         benign.len(),
         pct(any_fp, benign.len())
     );
+    let shell_notice = benign.iter().filter(|o| o.alerts.iter().any(|a| a.0 == "shell-in-container")).count();
+    let _ = writeln!(
+        t,
+        "Benign workloads raising the `Shell spawned in a container` Notice (all of them run `sh -c` or shell scripts): {shell_notice}/{}.",
+        benign.len()
+    );
     t
 }
 
