@@ -7,6 +7,7 @@
 #   scripts/install-deps.sh --test   # + containerd runc busybox-static python3 rsyslog nats-server prometheus,
 #                                    #   and qemu-system-x86 cpio xz-utils zstd for the kernel matrix
 #   scripts/install-deps.sh --bench  # + containerd runc python3 and the peers: libbpf-tools bpftrace
+#   scripts/install-deps.sh --eval   # + containerd runc python3 and the tools the detection corpus runs
 #
 # Also makes sure tracefs is mounted at /sys/kernel/tracing and that a Rust
 # toolchain (cargo) is present (it cannot be downloaded here: install rustup by hand).
@@ -18,10 +19,12 @@ usage() {
 
 want_test=0
 want_bench=0
+want_eval=0
 for arg in "$@"; do
     case "$arg" in
         --test) want_test=1 ;;
         --bench) want_bench=1 ;;
+        --eval) want_eval=1 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install-deps.sh: unknown argument: $arg" >&2; usage >&2; exit 2 ;;
     esac
@@ -45,6 +48,12 @@ if [ "$want_test" = 1 ]; then
 fi
 if [ "$want_bench" = 1 ]; then
     pkgs+=(containerd runc python3 libbpf-tools bpftrace)
+fi
+if [ "$want_eval" = 1 ]; then
+    # eval/*.toml runs these inside containers (the host's /usr is the containers' /usr).
+    pkgs+=(containerd runc python3 busybox-static netcat-openbsd socat telnet logrotate curl wget e2fsprogs
+           util-linux libcap2-bin openssh-client openssl git sqlite3 gettext-base passwd adduser
+           ca-certificates iproute2 bsdutils perl python3-setuptools)
 fi
 
 is_installed() {

@@ -4,7 +4,8 @@
 #   `cargo test`), the privileged tier (selected with the `privileged` feature:
 #   real BPF programs watching real containers started through a private
 #   containerd + runc), the kernel matrix (boxwatch checked and run on other
-#   kernels booted in QEMU, scripts/kernel-matrix.sh), and a quick benchmark run.
+#   kernels booted in QEMU, scripts/kernel-matrix.sh), the quick subset of the
+#   detection evaluation (eval/*.toml), and a quick benchmark run.
 # Installs what it needs first (build deps, containerd, runc) on Debian/Ubuntu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: the privileged tests load BPF programs and start containers: run as root" >&2
     exit 1
 fi
-bash scripts/install-deps.sh --test --bench
+bash scripts/install-deps.sh --test --bench --eval
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 echo "== cargo fmt --check"
@@ -29,6 +30,9 @@ echo "== boxwatch check"
 target/debug/boxwatch check
 echo "== kernel matrix (this kernel + scripts/kernel-matrix/kernels.list booted in QEMU)"
 cargo test --locked -p boxwatch --test kernel_matrix -- --ignored --nocapture
+echo "== boxwatch-eval --quick (the detection corpus' quick subset: every scenario's expectation asserted, no rate)"
+cargo build --locked -p boxwatch-eval
+target/debug/boxwatch-eval --quick --jobs 2 --boxwatch target/debug/boxwatch
 echo "== boxwatch-bench --quick (proves every benchmark scenario still runs; no number is asserted)"
 cargo build --locked --workspace --bins
 target/debug/boxwatch-bench --quick --boxwatch target/debug/boxwatch --json target/bench-quick.json >/dev/null

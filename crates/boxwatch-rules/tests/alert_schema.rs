@@ -27,7 +27,8 @@ fn alerts_validate_against_the_schema() {
         rules.evaluate(&input, &mut alerts);
         stateful.observe(&input, &mut alerts);
     }
-    assert!(alerts.len() > 10, "the recorded stream should raise alerts, got {}", alerts.len());
+    // (Its `sh -c` shells no longer raise the interactive-shell Notice; the two checked below remain.)
+    assert!(alerts.len() >= 2, "the recorded stream should raise alerts, got {}", alerts.len());
     let mut rule_ids = std::collections::BTreeSet::new();
     for a in &alerts {
         let v = serde_json::to_value(a).unwrap();

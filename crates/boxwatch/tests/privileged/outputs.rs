@@ -606,10 +606,17 @@ fn the_daemon_sends_alerts_to_syslog_and_jetstream() {
         "--nats-jetstream",
     ]);
     let id = random_container_id();
-    ctrd.run(&id, &docker_cgroup(&id), &["sh", "-c", "cat /etc/shadow >/dev/null; touch /etc/x"], T)
-        .assert_success();
+    // Three alerts: the read, the write and the interactive-shell Notice of the last `sh`
+    // (its stdin is /dev/null).
+    ctrd.run(
+        &id,
+        &docker_cgroup(&id),
+        &["sh", "-c", "cat /etc/shadow >/dev/null; touch /etc/x; sh </dev/null"],
+        T,
+    )
+    .assert_success();
     let mine = |v: &Value| v["output_fields"]["boxwatch.container.full_id"] == id.as_str();
-    d.wait_for("write-below-etc alert", T, |v| v["rule"] == "Write below /etc in a container" && mine(v));
+    d.wait_for("shell alert", T, |v| v["rule"] == "Shell spawned in a container" && mine(v));
     let logged: Vec<Value> = std::fs::read_to_string(d.log_dir.join("alerts.jsonl"))
         .unwrap()
         .lines()

@@ -29,7 +29,7 @@ pub const DAEMON_ARGS: &[&str] = &["--no-runtime-lookup"];
 /// detections built into the engine). `pack_table_matches_the_rule_pack`
 /// keeps it equal to `boxwatch rules list` and checks every rule has a case.
 pub const PACK: &[(&str, &str, &str)] = &[
-    ("read-sensitive-file", "Sensitive file read in a container", "filesystem"),
+    ("read-sensitive-file", "Sensitive file read in a container", "privilege_escalation"),
     ("write-below-etc", "Write below /etc in a container", "filesystem"),
     ("shell-in-container", "Shell spawned in a container", "other"),
     ("container-drift-exec", "Drift: file written in a container then executed", "filesystem"),
@@ -43,8 +43,8 @@ pub const PACK: &[(&str, &str, &str)] = &[
     ("runtime-socket-access", "Container runtime socket accessed from a container", "escape"),
     ("kernel-module-load", "Kernel module load attempt", "escape"),
     ("bpf-in-container", "bpf() called in a container", "escape"),
-    ("ptrace-in-container", "Process tracing in a container", "escape"),
-    ("proc-mem-access", "Access to another process's memory via /proc", "escape"),
+    ("ptrace-in-container", "Process tracing in a container", "privilege_escalation"),
+    ("proc-mem-access", "Access to another process's memory via /proc", "privilege_escalation"),
     ("runtime-binary-overwrite", "Write to the runtime binary through /proc/self/exe", "escape"),
     ("privileged-container", "Privileged container started", "escape"),
     ("kexec-load", "Kernel image load attempt with kexec", "escape"),
@@ -54,15 +54,15 @@ pub const PACK: &[(&str, &str, &str)] = &[
     ("suid-bit-set", "Setuid or setgid bit set on a file", "privilege_escalation"),
     ("sudo-su-in-container", "sudo, su or pkexec run in a container", "privilege_escalation"),
     ("write-account-files", "Account or sudoers file modified in a container", "filesystem"),
-    ("read-cloud-credentials", "Cloud or Kubernetes credentials read in a container", "filesystem"),
+    ("read-cloud-credentials", "Cloud or Kubernetes credentials read in a container", "privilege_escalation"),
     ("write-below-binary-dir", "Write below a binary or library directory", "filesystem"),
-    ("ld-preload-persistence", "Dynamic linker preload configured", "filesystem"),
+    ("ld-preload-persistence", "Dynamic linker preload configured", "privilege_escalation"),
     ("log-tampering", "Log file cleared or removed", "filesystem"),
     ("shell-history-deletion", "Shell history deleted or truncated", "filesystem"),
     ("cron-persistence", "Scheduled task created or changed", "filesystem"),
     ("ssh-authorized-keys", "SSH authorized_keys modified in a container", "filesystem"),
-    ("fileless-exec", "Fileless execution from memory", "other"),
-    ("crypto-miner-exec", "Cryptocurrency miner started in a container", "other"),
+    ("fileless-exec", "Fileless execution from memory", "filesystem"),
+    ("crypto-miner-exec", "Cryptocurrency miner started in a container", "network"),
     ("packet-socket", "Packet or raw socket opened in a container", "network"),
     ("mining-pool-connect", "Connection to a cryptocurrency mining pool port", "network"),
     ("k8s-api-from-container", "Kubernetes API or kubelet contacted by an unexpected process", "network"),
@@ -73,6 +73,29 @@ pub const PACK: &[(&str, &str, &str)] = &[
     ("cloud-metadata-access", "Cloud metadata service contacted from a container", "network"),
     ("dns-unusual-port", "DNS-like traffic to an unusual port", "network"),
     ("network-scanner-exec", "Network scanner run in a container", "network"),
+    ("pipe-reverse-shell", "Reverse shell through a pipe and a network relay", "network"),
+    ("server-spawned-shell", "Shell spawned by a server process", "network"),
+    (
+        "network-process-shell",
+        "Interactive shell spawned by a process with an outbound connection",
+        "network",
+    ),
+    ("dns-tunnelling", "DNS tunnelling: many or long DNS queries from one process", "network"),
+    ("c2-beaconing", "Periodic beaconing from an unexpected process", "network"),
+    ("kernel-interface-write", "Write to a kernel interface under /sys", "escape"),
+    ("host-root-traversal", "Host file system reached through /proc/<pid>/root", "escape"),
+    ("kernel-recon", "Kernel exploit reconnaissance in a container", "escape"),
+    ("container-recon", "Container breakout reconnaissance", "escape"),
+    ("privileged-mode-shell", "Shell started in privileged mode", "privilege_escalation"),
+    ("odd-place-exec", "Program run from /dev or shared memory", "filesystem"),
+    ("backdoor-account", "Root-equivalent account created or granted", "filesystem"),
+    ("sudoers-modified", "sudo or doas policy modified in a container", "privilege_escalation"),
+    ("shell-profile-persistence", "Shell profile or login hook modified", "filesystem"),
+    ("sensitive-link", "Link created to a sensitive file or directory", "filesystem"),
+    ("data-destruction", "Data destruction tool run in a container", "filesystem"),
+    ("read-private-key", "Private key or stored secret read in a container", "privilege_escalation"),
+    ("credential-hunting", "Credential hunting in a container", "privilege_escalation"),
+    ("setuid-enumeration", "Setuid or world-writable file enumeration", "privilege_escalation"),
 ];
 
 /// Helpers for trigger workloads, after [`PY_PROLOGUE`]: `nb_connect` (a
@@ -395,7 +418,7 @@ fn pack_table_matches_the_rule_pack() {
     assert!(untested.is_empty(), "rules without a trigger case: {untested:?}");
 }
 
-/// Escape-class rules (and fileless execution, class "other").
+/// Escape-class rules (and fileless execution, class "filesystem").
 #[test]
 fn escape_rules_fire_in_containers() {
     let ctrd = Containerd::start();
@@ -529,9 +552,10 @@ out["open"] = err(libc.open(b"/dev/sda", 0))
     t.run(Case::cmd("privileged-container", &[], &["/usr/bin/true"]).with_flags(&["--privileged"]));
     // A new user namespace (allowed without capabilities), then a path
     // through the init's root, as escapes reach the host's.
+    // The path through /proc/1/root is also host-root-traversal on its own.
     t.run(Case::py(
         "namespace-change-then-host-access",
-        &[],
+        &["host-root-traversal"],
         r#"
 out["unshare"] = err(libc.unshare(0x10000000))  # CLONE_NEWUSER
 out["open"] = err(libc.open(b"/proc/1/root/etc/hostname", 0))
@@ -554,6 +578,51 @@ for path in ["/proc/self/fd/%d" % fd, "/dev/fd/%d" % fd]:
         finally:
             os._exit(127)
     out[path] = os.waitpid(pid, 0)[1]
+"#,
+    ));
+    t.finish();
+    d.stop();
+}
+
+/// Kernel interfaces under /sys, the host's root through /proc, and the
+/// reconnaissance that precedes kernel exploits and breakouts.
+#[test]
+fn kernel_interface_and_recon_rules_fire_in_containers() {
+    let ctrd = Containerd::start();
+    let d = Daemon::start(DAEMON_ARGS);
+    let mut t = Triggers::new(&ctrd, &d);
+    // /sys is read-only in the container: the attempts fail (EROFS).
+    t.run(Case::py(
+        "kernel-interface-write",
+        &[],
+        r#"
+out["uevent_helper"] = err(libc.open(b"/sys/kernel/uevent_helper", 1))
+out["module_param"] = err(libc.open(b"/sys/module/kernel/parameters/panic", 1))
+"#,
+    ));
+    t.run(Case::py(
+        "host-root-traversal",
+        &[],
+        r#"
+out["hostname"] = err(libc.open(b"/proc/1/root/etc/hostname", 0))
+out["self"] = err(libc.open(b"/proc/self/root/etc/hostname", 0))  # not matched
+"#,
+    ));
+    t.run(Case::py(
+        "kernel-recon",
+        &[],
+        r#"
+out["kallsyms"] = err(libc.open(b"/proc/kallsyms", 0))
+out["bpf_disabled"] = err(libc.open(b"/proc/sys/kernel/unprivileged_bpf_disabled", 0))
+out["dmesg"] = run("dmesg")
+out["meminfo"] = err(libc.open(b"/proc/meminfo", 0))  # not matched
+"#,
+    ));
+    t.run(Case::py(
+        "container-recon",
+        &[],
+        r#"
+out["capsh"] = run("capsh", "--print")
 "#,
     ));
     t.finish();

@@ -85,6 +85,39 @@ os.chmod("/tmp/bw-setuid", 0o4755)
 out["rc"] = run("/tmp/bw-setuid")
 "#,
     ));
+    // GTFOBins: a setuid find turned into a root shell with `sh -p`.
+    t.run(Case::py(
+        "privileged-mode-shell",
+        &[],
+        r#"
+out["find"] = run("find", "/tmp", "-maxdepth", "0", "-exec", "/bin/sh", "-p", "-c", "true", ";")
+"#,
+    ));
+    t.run(Case::py(
+        "read-private-key",
+        &[],
+        r#"
+os.makedirs("/root/.ssh", mode=0o700, exist_ok=True)
+with open("/root/.ssh/id_ed25519", "w") as f:
+    f.write("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+out["cat"] = run("cat", "/root/.ssh/id_ed25519")
+"#,
+    ));
+    t.run(Case::py(
+        "credential-hunting",
+        &[],
+        r#"
+out["grep"] = run("grep", "-rIl", "password", "/etc")
+out["find"] = run("find", "/root", "-name", "id_rsa*")
+"#,
+    ));
+    t.run(Case::py(
+        "setuid-enumeration",
+        &[],
+        r#"
+out["find"] = run("find", "/usr/bin", "-perm", "-4000", "-type", "f")
+"#,
+    ));
     let host_alerts: Vec<String> = d
         .lines()
         .iter()
@@ -120,11 +153,14 @@ with open("/etc/motd", "w") as f:
     f.write("hi\n")
 "#,
     ));
-    t.run(Case::cmd("shell-in-container", &[], &["sh", "-c", "true"]));
-    // Account files are below /etc: write-below-etc fires too.
+    // An interactive shell (no command, no script: it reads stdin, here /dev/null, and
+    // exits); the `sh -c` around it, like entrypoints and health checks, raises nothing.
+    t.run(Case::cmd("shell-in-container", &[], &["sh", "-c", "sh </dev/null"]));
+    // Account files are below /etc: write-below-etc fires too, and the
+    // sudoers.d file is a sudo policy change.
     t.run(Case::py(
         "write-account-files",
-        &["write-below-etc"],
+        &["write-below-etc", "sudoers-modified"],
         r#"
 with open("/etc/passwd", "a") as f:
     f.write("bw:x:0:0::/root:/bin/sh\n")
@@ -216,6 +252,64 @@ with open("/etc/cron.d/bw", "w") as f:
 os.makedirs("/root/.ssh", mode=0o700, exist_ok=True)
 with open("/root/.ssh/authorized_keys", "a") as f:
     f.write("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBw attacker\n")
+"#,
+    ));
+    // Secure deletion of a file written for the purpose.
+    t.run(Case::py(
+        "data-destruction",
+        &[],
+        r#"
+with open("/tmp/bw-data", "wb") as f:
+    f.write(os.urandom(4096))
+out["shred"] = run("shred", "-u", "-n", "1", "/tmp/bw-data")
+"#,
+    ));
+    t.run(Case::py(
+        "sensitive-link",
+        &[],
+        r#"
+os.symlink("/etc/shadow", "/tmp/bw-s")
+os.symlink("/", "/tmp/bw-root")
+out["hard"] = err(libc.link(b"/etc/passwd", b"/tmp/bw-p"))
+"#,
+    ));
+    // Below /etc: write-below-etc (Notice) fires too.
+    t.run(Case::py(
+        "shell-profile-persistence",
+        &["write-below-etc"],
+        r#"
+os.makedirs("/etc/profile.d", exist_ok=True)
+with open("/etc/profile.d/bw.sh", "w") as f:
+    f.write("/tmp/x &\n")
+with open("/root/.bashrc", "a") as f:
+    f.write("/tmp/x &\n")
+"#,
+    ));
+    // sudoers.d is also an account file to write-account-files.
+    t.run(Case::py(
+        "sudoers-modified",
+        &["write-below-etc", "write-account-files"],
+        r#"
+os.makedirs("/etc/sudoers.d", exist_ok=True)
+with open("/etc/sudoers.d/bw", "w") as f:
+    f.write("user ALL=(ALL) NOPASSWD:ALL\n")
+"#,
+    ));
+    // useradd writes the account files (write-below-etc, Notice); asked for a second uid 0.
+    t.run(Case::py(
+        "backdoor-account",
+        &["write-below-etc"],
+        r#"
+out["useradd"] = run("useradd", "-o", "-u", "0", "-g", "0", "-M", "-d", "/root", "bwroot")
+"#,
+    ));
+    // Copied below /dev (a tmpfs) and run: also drift.
+    t.run(Case::py(
+        "odd-place-exec",
+        &["container-drift-exec"],
+        r#"
+shutil.copy("/usr/bin/true", "/dev/bw-odd")
+out["rc"] = run("/dev/bw-odd")
 "#,
     ));
     t.run(Case::py(

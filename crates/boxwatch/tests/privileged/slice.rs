@@ -48,7 +48,7 @@ fn shadow_read_and_etc_write_in_container_raise_alerts() {
             >= 1.0
     );
     assert!(
-        value(r#"boxwatch_alerts_total{rule="Write below /etc in a container",priority="Error"}"#) >= 1.0
+        value(r#"boxwatch_alerts_total{rule="Write below /etc in a container",priority="Notice"}"#) >= 1.0
     );
     assert!(value(r#"boxwatch_events_total{kind="open"}"#) >= 2.0);
     for cause in ["kernel_ringbuf_full", "kernel_inflight_full", "userspace_queue_full", "decode_errors"] {
