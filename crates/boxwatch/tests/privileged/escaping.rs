@@ -50,7 +50,7 @@ fn a_hostile_file_name_is_escaped_on_terminals_and_intact_in_json() {
     let t0 = Instant::now();
     let line = loop {
         let found = d.raw_lines().into_iter().find(|l| {
-            l.starts_with("ALERT Error [Write below /etc in a container]")
+            l.starts_with("ALERT Notice [Write below /etc in a container]")
                 && l.contains(short)
                 && l.contains("bw-")
         });

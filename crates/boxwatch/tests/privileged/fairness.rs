@@ -48,6 +48,7 @@ fn alerts_of(d: &Daemon, id: &str, rule: &str) -> Vec<Value> {
 /// seconds. B gets all 20 of its alerts; A is limited and told so.
 #[test]
 fn one_tenants_flood_does_not_silence_the_same_rule_for_another() {
+    let _exclusive = crate::support::flood();
     let ctrd = Containerd::start();
     let d = Daemon::start(DEFAULTS);
     let (a, b) = (random_container_id(), random_container_id());
@@ -80,6 +81,7 @@ fn one_tenants_flood_does_not_silence_the_same_rule_for_another() {
 /// container budget is spent, does not cost its Critical alerts.
 #[test]
 fn a_tenants_noise_does_not_suppress_its_own_critical_alerts() {
+    let _exclusive = crate::support::flood();
     let ctrd = Containerd::start();
     let d = Daemon::start(DEFAULTS);
     let a = random_container_id();

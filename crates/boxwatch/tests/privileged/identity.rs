@@ -141,6 +141,7 @@ fn poll_for(d: &Daemon, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Opt
 /// containerd-shim), and the container's own events keep their identity.
 #[test]
 fn host_processes_are_never_attributed() {
+    let _no_flood = quiet();
     let ctrd = Containerd::start();
     // Host exec and open are printed (unattributed) with --host-events: so is
     // every host open on the machine, and a burst from another test may fill

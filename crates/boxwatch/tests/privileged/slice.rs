@@ -147,6 +147,7 @@ fn alerts_carry_runtime_metadata_from_containerd() {
 
 #[test]
 fn identical_alerts_are_folded_and_a_noisy_container_is_rate_limited() {
+    let _no_flood = quiet();
     let ctrd = Containerd::start();
     let d = Daemon::start(&["--aggregate-window", "2", "--rate-per-container", "5"]);
     // 30 identical credential reads: one alert at once, one summary with the count.
@@ -177,11 +178,8 @@ fn identical_alerts_are_folded_and_a_noisy_container_is_rate_limited() {
             && v["output_fields"]["boxwatch.container.full_id"] == id2.as_str()
     });
     std::thread::sleep(Duration::from_millis(500));
-    let n = d
-        .container_alerts(&id2)
-        .iter()
-        .filter(|v| v["rule"] == "Write below /etc in a container")
-        .count();
+    let n =
+        d.container_alerts(&id2).iter().filter(|v| v["rule"] == "Write below /etc in a container").count();
     assert!(n <= 13, "rate limit: {n} alerts for container 2");
     let stats = d.stop();
     let limited: u64 = stats

@@ -73,6 +73,7 @@ for i in range(40):
 
 #[test]
 fn a_privileged_container_cannot_switch_its_monitoring_off() {
+    let _exclusive = flood();
     let ctrd = Containerd::start();
     let d = Daemon::start(&["--no-runtime-lookup"]);
     let id = random_container_id();
