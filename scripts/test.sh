@@ -21,7 +21,7 @@ cargo fmt --all -- --check
 # The privileged tier's test targets are built only with the `privileged` feature.
 PRIVILEGED=(--features boxwatch/privileged)
 echo "== cargo clippy -D warnings"
-cargo clippy --locked --workspace --all-targets "${PRIVILEGED[@]}" -- -D warnings
+cargo clippy --locked --workspace --all-targets "${PRIVILEGED[@]}" --features boxwatch/kernel-matrix -- -D warnings
 echo "== cargo test: unit and fixture tests (what plain \`cargo test\` runs; no root needed)"
 cargo test --locked --workspace
 echo "== cargo test: privileged tier (real BPF, real containers; root)"
@@ -29,7 +29,7 @@ cargo test --locked -p boxwatch -p boxwatch-bpf "${PRIVILEGED[@]}" --test privil
 echo "== boxwatch check"
 target/debug/boxwatch check
 echo "== kernel matrix (this kernel + scripts/kernel-matrix/kernels.list booted in QEMU)"
-cargo test --locked -p boxwatch --test kernel_matrix -- --ignored --nocapture
+cargo test --locked -p boxwatch --features kernel-matrix --test kernel_matrix -- --nocapture
 echo "== boxwatch-eval --quick (the detection corpus' quick subset: every scenario's expectation asserted, no rate)"
 cargo build --locked -p boxwatch-eval
 target/debug/boxwatch-eval --quick --jobs 2 --boxwatch target/debug/boxwatch

@@ -5,7 +5,7 @@
 //! docker/kubepods-style names, the "hostusr" image with the host's `/usr`
 //! bind-mounted read-only, never feeding `ctr` stdin, SIGKILL on timeouts).
 //!
-//! ```ignore
+//! ```text
 //! let ctrd = Containerd::start();                      // ~0.4 s: containerd + image import
 //! let id = random_container_id();
 //! let out = ctrd.run(&id, &docker_cgroup(&id), &["cat", "/proc/self/cgroup"], Duration::from_secs(20));

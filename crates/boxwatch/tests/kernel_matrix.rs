@@ -7,10 +7,10 @@
 //! /etc/shadow, loopback connect) under `boxwatch run` yields the events, the
 //! container id and an alert.
 //!
-//! Slow (about two minutes per kernel under TCG), so it is `#[ignore]`d in the plain
-//! `cargo test` run and selected explicitly by `scripts/test.sh`
-//! (`cargo test -p boxwatch --test kernel_matrix -- --ignored`). Needs root; fails
-//! loudly when it cannot run, never skips.
+//! Slow (about one to five minutes per kernel under TCG), so it is built only with the
+//! `kernel-matrix` feature and selected explicitly by `scripts/test.sh`
+//! (`cargo test -p boxwatch --features kernel-matrix --test kernel_matrix`). Needs root;
+//! fails loudly when it cannot run, never skips.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -193,8 +193,6 @@ fn check_vm(kernel: &str, console: &str) -> String {
 }
 
 #[test]
-#[ignore = "boots each kernel of scripts/kernel-matrix/kernels.list in QEMU (about 2 min each under TCG); \
-            scripts/test.sh runs it with --ignored"]
 fn kernel_matrix() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
